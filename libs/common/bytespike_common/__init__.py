@@ -1,0 +1,1 @@
+"""Code every ByteSpike service shares: settings, gRPC bootstrap, NATS, errors, telemetry names."""
