@@ -82,3 +82,14 @@ async def ping(engine: AsyncEngine) -> bool:
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
     return True
+
+
+def insert_ignoring_duplicates(table: Any, conn: Any) -> Any:
+    """`INSERT … ON CONFLICT DO NOTHING` for the connection's dialect (SQLite, PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()

@@ -131,3 +131,22 @@ async def wait_until_serving(target: str, service: str = "", timeout: float = 20
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{target} not SERVING after {timeout}s")
             await asyncio.sleep(0.1)
+
+
+def run_service(
+    name: str,
+    settings: Any,
+    create_server: Callable[[Any], contextlib.AbstractAsyncContextManager[Any]],
+) -> None:
+    """Process entry point of a gRPC service: logging, uvloop, serve until SIGTERM/SIGINT."""
+    import uvloop
+
+    from bytespike_common import logs
+
+    logs.configure(name, settings.log_level, settings.log_json)
+
+    async def serve() -> None:
+        async with create_server(settings):
+            await wait_for_signal()
+
+    uvloop.run(serve())

@@ -1,0 +1,1 @@
+"""edge: the data plane — terminates the three HTTP protocols, translates, calls upstreams."""

@@ -1,0 +1,1 @@
+"""The edge's links to the control plane: auth, router, metering, and the usage stream."""

@@ -1,0 +1,165 @@
+"""The edge's shared request steps: who is calling, which model, which deployment, admission.
+
+Protocol modules (`protocols/`) parse their wire format and call these steps in order:
+`authenticate` → `resolve_model` → `open_call` (plan + admission) → upstream → `finish`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bytespike.auth.v1 import auth_pb2
+from bytespike.router.v1 import router_pb2
+from bytespike_common.errors import (
+    DependencyUnavailable,
+    NotFound,
+    PermissionDenied,
+    ProviderNotConfigured,
+)
+from bytespike_common.routing import RouteIndex
+from bytespike_edge.call import CallContext
+from bytespike_edge.control.auth import Authenticator
+from bytespike_edge.control.metering import Admitter
+from bytespike_edge.control.routes import RouteWatcher
+from bytespike_edge.control.usage import UsagePublisher
+from bytespike_edge.settings import Settings
+from bytespike_edge.upstream.client import Timeouts, Upstream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One deployment ready to call: where, with which credential and limits."""
+
+    deployment: router_pb2.Deployment
+    provider: router_pb2.Provider
+    credential: str
+    timeouts: Timeouts
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        authenticator: Authenticator,
+        routes: RouteWatcher,
+        admitter: Admitter,
+        upstream: Upstream,
+        usage: UsagePublisher,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.settings = settings
+        self.authenticator = authenticator
+        self.routes = routes
+        self.admitter = admitter
+        self.upstream = upstream
+        self.usage = usage
+        self._environ = environ
+
+    @property
+    def index(self) -> RouteIndex:
+        index = self.routes.index
+        if index is None:
+            raise DependencyUnavailable("The gateway has no route table yet; retry shortly.")
+        return index
+
+    async def authenticate(self, key: str | None) -> auth_pb2.Principal:
+        return await self.authenticator.authenticate(key)
+
+    def allowed(self, principal: auth_pb2.Principal, model_id: str) -> bool:
+        return self.index.allowed(
+            model_id,
+            principal.group,
+            principal.account_allowed_models,
+            principal.key_allowed_models,
+        )
+
+    def resolve_model(self, name: str, principal: auth_pb2.Principal) -> router_pb2.Model:
+        model = self.index.resolve(name)
+        if model is None:
+            raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
+        if not self.allowed(principal, model.id):
+            raise PermissionDenied(
+                f"This API key is not allowed to use the model '{model.id}'.",
+                param="model",
+                code="model_not_allowed",
+            )
+        return model
+
+    def targets(self, model: router_pb2.Model) -> list[Target]:
+        """Deployments in failover order, each with its credential; 503 if none is usable."""
+        index = self.index
+        targets: list[Target] = []
+        missing: list[str] = []
+        for deployment in index.plan(model):
+            provider = index.providers[deployment.provider_id]
+            credential = ""
+            if provider.credential_env:
+                credential = self._environ.get(provider.credential_env, "")
+                if not credential:
+                    missing.append(provider.credential_env)
+                    continue
+            timeouts = provider.timeouts
+            targets.append(
+                Target(
+                    deployment=deployment,
+                    provider=provider,
+                    credential=credential,
+                    timeouts=Timeouts(
+                        connect=(timeouts.connect_ms or 5_000) / 1000,
+                        first_byte=(timeouts.first_byte_ms or 120_000) / 1000,
+                        total=timeouts.total_ms / 1000 if timeouts.total_ms else None,
+                    ),
+                )
+            )
+        if not targets:
+            names = " or ".join(sorted(set(missing))) or "a provider"
+            raise ProviderNotConfigured(
+                f"The model '{model.id}' is unavailable: its provider has no credential. "
+                f"Set {names} in the gateway's environment."
+            )
+        return targets
+
+    def provider_available(self, provider: router_pb2.Provider) -> bool:
+        return not provider.credential_env or bool(self._environ.get(provider.credential_env))
+
+    async def open_call(
+        self,
+        *,
+        request_id: str,
+        client_protocol: str,
+        principal: auth_pb2.Principal,
+        model: router_pb2.Model,
+        target: Target,
+        stream: bool,
+        request_bytes: int,
+        max_output_tokens: int,
+    ) -> CallContext:
+        """Admission; from here on the call must end with `finish`."""
+        self.usage.check_capacity()
+        admission = await self.admitter.admit(
+            request_id,
+            principal,
+            model.id,
+            estimated_input_tokens=max(1, request_bytes // 4),
+            max_output_tokens=max_output_tokens or model.max_output_tokens,
+        )
+        return CallContext(
+            request_id=request_id,
+            client_protocol=client_protocol,
+            principal=principal,
+            model=model,
+            deployment=target.deployment,
+            provider=target.provider,
+            stream=stream,
+            hold_id=admission.hold_id,
+            request_bytes=request_bytes,
+        )
+
+    def finish(self, call: CallContext) -> None:
+        self.usage.submit(call.usage_event())

@@ -1,0 +1,52 @@
+"""Reading what a client sent: the bounded JSON body and the API key in each protocol's header."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from bytespike_common.errors import InvalidRequest, RequestTooLarge
+
+
+async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request body exceeds the {limit} byte limit.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"Request body exceeds the {limit} byte limit.")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise InvalidRequest("The request body is empty; a JSON object is required.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc.msg} (at position {exc.pos}).") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body, data
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header and header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return None
+
+
+def anthropic_key(request: Request) -> str | None:
+    return request.headers.get("x-api-key") or bearer_token(request)
+
+
+def gemini_key(request: Request) -> str | None:
+    return (
+        request.headers.get("x-goog-api-key")
+        or request.query_params.get("key")
+        or bearer_token(request)
+    )

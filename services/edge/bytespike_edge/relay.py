@@ -1,0 +1,114 @@
+"""Relaying an upstream answer to the client: errors, whole bodies and SSE streams.
+
+Streams are relayed frame by frame as they arrive (no buffering of a whole response); each
+protocol supplies a `FrameFilter` that reads usage from the frames it passes and may drop
+or rewrite one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from bytespike_common.errors import GatewayError, UpstreamHTTPError, UpstreamUnavailable
+from bytespike_edge.call import CallContext
+from bytespike_edge.upstream.client import UpstreamResponse
+
+log = logging.getLogger(__name__)
+# A frame larger than this is a broken or hostile upstream, not an LLM token.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+ErrorDecoder = Callable[[int, bytes], GatewayError]
+
+
+class FrameFilter(Protocol):
+    def __call__(self, frame: bytes) -> bytes | None:
+        """The frame to send on (with its terminating blank line), or None to drop it."""
+
+
+def split_frames(buffer: bytearray) -> list[bytes]:
+    """Removes and returns the complete SSE frames at the start of `buffer`."""
+    frames: list[bytes] = []
+    start = 0
+    while True:
+        end = buffer.find(b"\n\n", start)
+        crlf = buffer.find(b"\r\n\r\n", start)
+        if crlf != -1 and (end == -1 or crlf < end):
+            frames.append(bytes(buffer[start : crlf + 4]))
+            start = crlf + 4
+        elif end != -1:
+            frames.append(bytes(buffer[start : end + 2]))
+            start = end + 2
+        else:
+            break
+    del buffer[:start]
+    if len(buffer) > MAX_FRAME_BYTES:
+        raise UpstreamHTTPError("The upstream sent an oversized stream frame.", status=502)
+    return frames
+
+
+async def raise_for_upstream_status(
+    response: UpstreamResponse, call: CallContext, decode: ErrorDecoder
+) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = await response.aread()
+    finally:
+        await response.aclose()
+    call.error_cause = "upstream_status"
+    raise decode(response.status_code, body)
+
+
+async def relay_stream(
+    response: UpstreamResponse,
+    call: CallContext,
+    frame_filter: FrameFilter,
+    error_frame: Callable[[GatewayError], bytes],
+    on_done: Callable[[CallContext], None],
+) -> AsyncIterator[bytes]:
+    """Yields client frames; always closes the upstream and finishes the call."""
+    buffer = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            buffer += chunk
+            for frame in split_frames(buffer):
+                out = frame_filter(frame)
+                if out is not None:
+                    call.mark_first_byte()
+                    call.frames_relayed += 1
+                    yield out
+        if buffer.strip():
+            out = frame_filter(bytes(buffer) + b"\n\n")
+            if out is not None:
+                yield out
+    except asyncio.CancelledError:
+        call.client_disconnected = True
+        call.error_cause = call.error_cause or "client_disconnected"
+        raise
+    except GeneratorExit:
+        call.client_disconnected = True
+        call.error_cause = call.error_cause or "client_disconnected"
+        raise
+    except Exception as exc:
+        # The status line is gone: the failure travels as the protocol's in-stream error.
+        log.warning("upstream stream for %s broke: %r", call.request_id, exc)
+        call.error_cause = "upstream_stream_broken"
+        yield error_frame(UpstreamUnavailable("The upstream stream ended unexpectedly."))
+    finally:
+        on_done(call)
+        # Closing may await network I/O; never let it hold up (or be cancelled with) the reply.
+        task = asyncio.ensure_future(response.aclose())
+        _closing.add(task)
+        task.add_done_callback(_closed)
+
+
+_closing: set[asyncio.Future[None]] = set()
+
+
+def _closed(task: asyncio.Future[None]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("closing upstream response failed: %r", task.exception())

@@ -1,0 +1,28 @@
+"""Chooses the upstream implementation by URL scheme."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bytespike_edge.upstream.client import HttpxUpstream, Timeouts, Upstream, UpstreamResponse
+from bytespike_edge.upstream.mock import MockUpstream
+
+
+class UpstreamDispatcher:
+    def __init__(self, http: Upstream, mock: Upstream | None = None) -> None:
+        self._http = http
+        self._mock = mock or MockUpstream()
+
+    @classmethod
+    def default(cls, max_connections: int) -> UpstreamDispatcher:
+        return cls(HttpxUpstream(max_connections))
+
+    async def send(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
+    ) -> UpstreamResponse:
+        target = self._mock if url.startswith("mock://") else self._http
+        return await target.send(url, headers, body, timeouts)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._mock.aclose()

@@ -1,0 +1,26 @@
+"""Where and how to call a provider: URL paths and credential headers per upstream protocol."""
+
+from __future__ import annotations
+
+from bytespike.router.v1 import router_pb2
+
+CHAT_PATH = "/chat/completions"
+MESSAGES_PATH = "/v1/messages"
+
+
+def request_headers(provider: router_pb2.Provider, credential: str) -> dict[str, str]:
+    headers = {"content-type": "application/json", "accept-encoding": "identity"}
+    headers.update(provider.headers)
+    if credential:
+        if provider.protocol == router_pb2.PROTOCOL_ANTHROPIC:
+            headers["x-api-key"] = credential
+        elif provider.protocol == router_pb2.PROTOCOL_GEMINI:
+            headers["x-goog-api-key"] = credential
+        else:
+            headers["authorization"] = f"Bearer {credential}"
+    return headers
+
+
+def gemini_path(upstream_model: str, stream: bool) -> str:
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"/v1beta/models/{upstream_model}:{method}"

@@ -1,0 +1,1 @@
+"""metering: admission (limits, credit holds) and settlement of usage events."""

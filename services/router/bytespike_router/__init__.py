@@ -1,0 +1,1 @@
+"""router: loads the catalog and pushes route tables to every edge."""
