@@ -9,6 +9,7 @@ never succeed) and logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import nats.errors
@@ -66,6 +67,9 @@ class UsageConsumer:
                 await self._handle(messages)
         finally:
             self.running = False
+            # Without this a drain on shutdown waits for the pending pull request to expire.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(subscription.unsubscribe())
 
     async def _handle(self, messages: list[Msg]) -> None:
         events: list[usage_pb2.UsageEvent] = []

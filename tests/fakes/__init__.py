@@ -1,0 +1,1 @@
+"""Fake upstream vendors: real HTTP servers speaking the vendors' wire formats."""

@@ -1,0 +1,156 @@
+"""A fake LLM vendor: a real HTTP server that records every request and replays scripts.
+
+Run as its own process (`python tests/fakes/upstream.py --port N`) and drive it over HTTP:
+
+- `POST /_control/script` with `[{"status": 200, "json": {...}}, {"sse": ["data: …", …],
+  "delay": 0.1, "chunk_delay": 0.0}, …]` queues answers; each vendor request pops the next.
+  With an empty queue the vendor's default answer is produced.
+- `GET /_control/requests` returns every recorded request (method, path, query, headers,
+  JSON body); `DELETE /_control/requests` clears them.
+
+Default answers: OpenAI Chat Completions (`/v1/chat/completions`), streaming and not, with
+fixed usage so tests can assert exact numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+DEFAULT_USAGE = {
+    "prompt_tokens": 17,
+    "completion_tokens": 9,
+    "total_tokens": 26,
+    "prompt_tokens_details": {"cached_tokens": 5},
+    "completion_tokens_details": {"reasoning_tokens": 3},
+}
+
+
+class FakeVendor:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.script: list[dict[str, Any]] = []
+        self.cancelled = 0
+
+    async def record(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = raw.decode(errors="replace")
+        entry = {
+            "method": request.method,
+            "path": request.url.path,
+            "query": dict(request.query_params),
+            "headers": dict(request.headers),
+            "body": body,
+            "at": time.time(),
+        }
+        self.requests.append(entry)
+        return entry
+
+    async def scripted(self, step: dict[str, Any]) -> Response:
+        await asyncio.sleep(float(step.get("delay", 0)))
+        status = int(step.get("status", 200))
+        headers = dict(step.get("headers") or {})
+        if "sse" in step:
+            return StreamingResponse(
+                self._frames(step["sse"], float(step.get("chunk_delay", 0))),
+                status_code=status,
+                media_type="text/event-stream",
+                headers=headers,
+            )
+        return Response(orjson.dumps(step.get("json")), status, headers, media_type="application/json")
+
+    async def _frames(self, frames: list[str], delay: float) -> AsyncIterator[bytes]:
+        try:
+            for frame in frames:
+                if delay:
+                    await asyncio.sleep(delay)
+                yield frame.encode() if frame.endswith("\n\n") else (frame + "\n\n").encode()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+    async def openai_chat(self, request: Request) -> Response:
+        entry = await self.record(request)
+        if self.script:
+            return await self.scripted(self.script.pop(0))
+        body = entry["body"] or {}
+        text = ""
+        for message in body.get("messages", []):
+            if message.get("role") == "user" and isinstance(message.get("content"), str):
+                text = message["content"]
+        answer = f"fake: {text}"
+        base = {"id": "chatcmpl-fake1", "created": 1761000000, "model": body.get("model")}
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": answer, "refusal": None},
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": DEFAULT_USAGE,
+                }
+            )
+        chunk = {**base, "object": "chat.completion.chunk"}
+        frames = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+        for word in answer.split(" "):
+            frames.append({**chunk, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+        frames.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            frames.append({**chunk, "choices": [], "usage": DEFAULT_USAGE})
+        lines = [f"data: {orjson.dumps(f).decode()}" for f in frames] + ["data: [DONE]"]
+        return await self.scripted({"sse": lines})
+
+    async def set_script(self, request: Request) -> Response:
+        self.script.extend(orjson.loads(await request.body()))
+        return JSONResponse({"queued": len(self.script)})
+
+    async def get_requests(self, request: Request) -> Response:
+        return JSONResponse({"requests": self.requests, "cancelled": self.cancelled})
+
+    async def clear(self, request: Request) -> Response:
+        self.requests.clear()
+        self.script.clear()
+        self.cancelled = 0
+        return JSONResponse({})
+
+
+def create_app() -> Starlette:
+    vendor = FakeVendor()
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", vendor.openai_chat, methods=["POST"]),
+            Route("/_control/script", vendor.set_script, methods=["POST"]),
+            Route("/_control/requests", vendor.get_requests, methods=["GET"]),
+            Route("/_control/requests", vendor.clear, methods=["DELETE"]),
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning", loop="uvloop")
+
+
+if __name__ == "__main__":
+    main()
