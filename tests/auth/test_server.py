@@ -22,7 +22,10 @@ SECRET = "test-secret-0123456789"
 @pytest.fixture
 async def channel(sqlite_url: str, nats_url: str) -> AsyncIterator[grpc.aio.Channel]:
     settings = Settings(
-        port=0, database_url=sqlite_url, nats_url=nats_url, key_hash_secret=SECRET,
+        port=0,
+        database_url=sqlite_url,
+        nats_url=nats_url,
+        key_hash_secret=SECRET,
         shutdown_grace=0.5,
     )
     async with (

@@ -11,7 +11,11 @@ def _table() -> router_pb2.RouteTable:
     return router_pb2.RouteTable(
         providers=[router_pb2.Provider(id="p")],
         models=[
-            router_pb2.Model(id="claude-x", aliases=["cx"], deployments=[router_pb2.Deployment(id="d", provider_id="p")]),
+            router_pb2.Model(
+                id="claude-x",
+                aliases=["cx"],
+                deployments=[router_pb2.Deployment(id="d", provider_id="p")],
+            ),
             router_pb2.Model(id="gpt-y"),
         ],
         groups=[

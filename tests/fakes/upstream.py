@@ -70,7 +70,9 @@ class FakeVendor:
                 media_type="text/event-stream",
                 headers=headers,
             )
-        return Response(orjson.dumps(step.get("json")), status, headers, media_type="application/json")
+        return Response(
+            orjson.dumps(step.get("json")), status, headers, media_type="application/json"
+        )
 
     async def _frames(self, frames: list[str], delay: float) -> AsyncIterator[bytes]:
         try:
@@ -110,9 +112,27 @@ class FakeVendor:
                 }
             )
         chunk = {**base, "object": "chat.completion.chunk"}
-        frames = [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+        frames = [
+            {
+                **chunk,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        ]
         for word in answer.split(" "):
-            frames.append({**chunk, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+            frames.append(
+                {
+                    **chunk,
+                    "choices": [
+                        {"index": 0, "delta": {"content": word + " "}, "finish_reason": None}
+                    ],
+                }
+            )
         frames.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             frames.append({**chunk, "choices": [], "usage": DEFAULT_USAGE})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import grpc
 import nats
 import pytest
+import sqlalchemy as sa
 from nats.js import JetStreamContext
 
 from bytespike.metering.v1 import metering_pb2, metering_pb2_grpc
@@ -70,7 +71,9 @@ def _event(request_id: str) -> usage_pb2.UsageEvent:
         client_protocol="openai",
         upstream_protocol="anthropic",
         stream=True,
-        usage=usage_pb2.Usage(input_tokens=11, cache_read_tokens=7, output_tokens=5, reasoning_tokens=2),
+        usage=usage_pb2.Usage(
+            input_tokens=11, cache_read_tokens=7, output_tokens=5, reasoning_tokens=2
+        ),
         status_code=200,
         finish_reason="stop",
     )
@@ -85,7 +88,9 @@ async def _eventually(check: object, timeout: float = 5.0) -> None:
 
 
 async def test_admit_opens_hold_that_usage_settles(harness: Harness) -> None:
-    admit = metering_pb2.AdmitRequest(request_id="req_a", account_id="acct_1", key_id="key_1", model="m-1")
+    admit = metering_pb2.AdmitRequest(
+        request_id="req_a", account_id="acct_1", key_id="key_1", model="m-1"
+    )
     reply = await harness.stub.Admit(admit)
     assert reply.admitted and reply.hold_id.startswith("hold_")
     # A retried Admit for the same request gets the same hold.
@@ -93,7 +98,8 @@ async def test_admit_opens_hold_that_usage_settles(harness: Harness) -> None:
     assert await harness.store.hold_status("req_a") == "open"
 
     await harness.js.publish(
-        usage_subject("acct_1", harness.prefix), _event("req_a").SerializeToString(),
+        usage_subject("acct_1", harness.prefix),
+        _event("req_a").SerializeToString(),
         headers={"Nats-Msg-Id": "req_a"},
     )
 
@@ -103,7 +109,11 @@ async def test_admit_opens_hold_that_usage_settles(harness: Harness) -> None:
     await _eventually(settled)
     record = await harness.store.usage("req_a")
     assert record is not None
-    assert (record["input_tokens"], record["cache_read_tokens"], record["output_tokens"]) == (11, 7, 5)
+    assert (record["input_tokens"], record["cache_read_tokens"], record["output_tokens"]) == (
+        11,
+        7,
+        5,
+    )
     assert record["reasoning_tokens"] == 2 and record["stream"] is True
 
 
@@ -121,9 +131,9 @@ async def test_replayed_event_is_recorded_once(harness: Harness) -> None:
 
     await _eventually(both_recorded)
     async with harness.store._engine.connect() as conn:
-        import sqlalchemy as sa
-
-        count = await conn.scalar(sa.text("SELECT count(*) FROM usage_records WHERE request_id = 'req_dup'"))
+        count = await conn.scalar(
+            sa.text("SELECT count(*) FROM usage_records WHERE request_id = 'req_dup'")
+        )
     assert count == 1
 
 

@@ -26,10 +26,25 @@ def test_shipped_catalog_loads_with_every_family() -> None:
     catalog = load_catalog(REPO / "catalog" / "catalog.yaml", {})
     ids = {model.id for model in catalog.models}
     expected = {
-        "mock-echo", "claude-opus-4-8", "claude-sonnet-4-6", "claude-haiku-4-5", "gpt-5-5",
-        "gpt-5-4", "gpt-5-4-mini", "gpt-5-4-nano", "gpt-5-2", "gemini-3-1-pro",
-        "gemini-3-5-flash", "gemini-2-5-flash", "deepseek-v4-pro", "deepseek-v4-flash",
-        "deepseek-v3-2", "deepseek-v3-anthropic", "kimi-k2-6", "glm-5-1", "minimax-m2-7",
+        "mock-echo",
+        "claude-opus-4-8",
+        "claude-sonnet-4-6",
+        "claude-haiku-4-5",
+        "gpt-5-5",
+        "gpt-5-4",
+        "gpt-5-4-mini",
+        "gpt-5-4-nano",
+        "gpt-5-2",
+        "gemini-3-1-pro",
+        "gemini-3-5-flash",
+        "gemini-2-5-flash",
+        "deepseek-v4-pro",
+        "deepseek-v4-flash",
+        "deepseek-v3-2",
+        "deepseek-v3-anthropic",
+        "kimi-k2-6",
+        "glm-5-1",
+        "minimax-m2-7",
         "doubao-seed-2-0-pro",
     }
     assert expected <= ids
@@ -46,7 +61,9 @@ def test_prices_become_integer_micro_credits_exactly() -> None:
 
 
 def test_base_url_override_from_env() -> None:
-    catalog = parse_catalog(MINIMAL, "t.yaml", {"BYTESPIKE_PROVIDER_UP_BASE_URL": "http://127.0.0.1:9/v1"})
+    catalog = parse_catalog(
+        MINIMAL, "t.yaml", {"BYTESPIKE_PROVIDER_UP_BASE_URL": "http://127.0.0.1:9/v1"}
+    )
     assert catalog.providers["up"].base_url == "http://127.0.0.1:9/v1"
 
 

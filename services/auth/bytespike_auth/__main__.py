@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from bytespike_common.grpc_server import run_service
 from bytespike_auth.server import create_server
 from bytespike_auth.settings import Settings
+from bytespike_common.grpc_server import run_service
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bytespike.auth.v1 import auth_pb2, auth_pb2_grpc
+from bytespike_auth.revocations import RevocationPublisher
 from bytespike_auth.store import (
     AccountRecord,
     Conflict,
@@ -18,7 +19,6 @@ from bytespike_auth.store import (
     Missing,
     Refused,
 )
-from bytespike_auth.revocations import RevocationPublisher
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,7 @@ class AuthAdminServicer(auth_pb2_grpc.AuthAdminServiceServicer):
         limits = KeyLimits(
             rpm=request.limits.rpm, tpm=request.limits.tpm, concurrency=request.limits.concurrency
         )
-        expires = (
-            request.expires_at.ToDatetime(dt.UTC) if request.HasField("expires_at") else None
-        )
+        expires = request.expires_at.ToDatetime(dt.UTC) if request.HasField("expires_at") else None
         try:
             record, plaintext = await self._store.create_key(
                 request.account,

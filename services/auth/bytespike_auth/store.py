@@ -142,6 +142,7 @@ class KeyStore:
         self,
         account: str,
         name: str,
+        *,
         group: str = "",
         allowed_models: list[str] | None = None,
         limits: KeyLimits = KeyLimits(),

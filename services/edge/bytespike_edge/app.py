@@ -39,14 +39,19 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 @contextlib.asynccontextmanager
 async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterator[Gateway]:
     async with contextlib.AsyncExitStack() as stack:
-        channels = [open_channel(t) for t in (settings.auth_target, settings.router_target, settings.metering_target)]
+        channels = [
+            open_channel(t)
+            for t in (settings.auth_target, settings.router_target, settings.metering_target)
+        ]
         for channel in channels:
             stack.push_async_callback(channel.close)
         auth_channel, router_channel, metering_channel = channels
         nc = await messaging.connect(settings.nats_url, "bytespike-edge")
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
-        await messaging.ensure_usage_stream(js, settings.usage_stream, settings.usage_subject_prefix)
+        await messaging.ensure_usage_stream(
+            js, settings.usage_stream, settings.usage_subject_prefix
+        )
         usage = UsagePublisher(
             js,
             stream=settings.usage_stream,
@@ -122,7 +127,9 @@ def create_app(settings: Settings, upstream: Upstream | None = None) -> FastAPI:
             app.state.gateway = gateway
             yield
 
-    app = FastAPI(title="ByteSpike Gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="ByteSpike Gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     _install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(models.router)

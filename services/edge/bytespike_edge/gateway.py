@@ -82,7 +82,9 @@ class Gateway:
     def resolve_model(self, name: str, principal: auth_pb2.Principal) -> router_pb2.Model:
         model = self.index.resolve(name)
         if model is None:
-            raise NotFound(f"The model '{name}' does not exist.", param="model", code="model_not_found")
+            raise NotFound(
+                f"The model '{name}' does not exist.", param="model", code="model_not_found"
+            )
         if not self.allowed(principal, model.id):
             raise PermissionDenied(
                 f"This API key is not allowed to use the model '{model.id}'.",

@@ -27,7 +27,9 @@ async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[st
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc.msg} (at position {exc.pos}).") from exc
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc.msg} (at position {exc.pos})."
+        ) from exc
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return body, data

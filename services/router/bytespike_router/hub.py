@@ -34,7 +34,7 @@ class RouteTableHub:
         yield self._table
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: self._generation != seen)
+                await self._changed.wait_for(lambda seen=seen: self._generation != seen)
                 seen = self._generation
                 table = self._table
             yield table

@@ -76,7 +76,7 @@ class UsagePublisher:
                 )
                 self.published += 1
                 return
-            except (NatsError, TimeoutError, asyncio.TimeoutError) as exc:
+            except (NatsError, TimeoutError) as exc:
                 log.warning("usage publish for %s failed (%r); retrying", event.request_id, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)

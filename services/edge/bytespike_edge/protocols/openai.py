@@ -80,7 +80,9 @@ def _validate(data: dict[str, Any]) -> tuple[str, bool]:
         raise InvalidRequest("'stream' must be a boolean.", param="stream")
     for name in ("max_tokens", "max_completion_tokens"):
         value = data.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
             raise InvalidRequest(f"'{name}' must be a non-negative integer.", param=name)
     return model, stream
 
@@ -183,7 +185,7 @@ class _OpenAIFrames:
             for choice in (chunk or {}).get("choices") or []:
                 if choice.get("finish_reason"):
                     self._call.finish_reason = str(choice["finish_reason"])
-        if b'"error"' in frame and frame.lstrip().startswith(b"data: {\"error\""):
+        if b'"error"' in frame and frame.lstrip().startswith(b'data: {"error"'):
             self._call.error_cause = "upstream_stream_error"
         return frame
 

@@ -72,7 +72,9 @@ class MockUpstream:
         base = {"id": new_id("chatcmpl"), "created": int(time.time()), "model": request["model"]}
         if request.get("stream"):
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-            return MockResponse(200, _stream(base, answer, usage, include_usage), "text/event-stream")
+            return MockResponse(
+                200, _stream(base, answer, usage, include_usage), "text/event-stream"
+            )
         completion = {
             **base,
             "object": "chat.completion",
