@@ -39,6 +39,6 @@ class CatalogReloader:
         return changed
 
     async def run(self) -> None:
-        directory = self._path.resolve().parent
+        directory = self._path.absolute().parent
         async for _changes in awatch(directory, debounce=100, step=25, recursive=False):
             await self.reload()
