@@ -2,8 +2,11 @@
 
 Run as its own process (`python tests/fakes/upstream.py --port N`) and drive it over HTTP:
 
-- `POST /_control/script` with `[{"status": 200, "json": {...}}, {"sse": ["data: …", …],
-  "delay": 0.1, "chunk_delay": 0.0}, …]` queues answers; each vendor request pops the next.
+- `POST /_control/script` with `[{"status": 200, "json": {...}, "headers": {...}},
+  {"sse": ["data: …", …], "delay": 0.1, "chunk_delay": 0.0, "abort_after": 2}, …]` queues
+  answers; each vendor request pops the next. `delay` holds the response headers back
+  (a hang before the first byte), `chunk_delay` paces frames (a slow first token),
+  `abort_after` kills the connection after that many frames (a stream dying midway).
   With an empty queue the vendor's default answer is produced.
 - `GET /_control/requests` returns every recorded request (method, path, query, headers,
   JSON body); `DELETE /_control/requests` clears them.
@@ -65,7 +68,9 @@ class FakeVendor:
         headers = dict(step.get("headers") or {})
         if "sse" in step:
             return StreamingResponse(
-                self._frames(step["sse"], float(step.get("chunk_delay", 0))),
+                self._frames(
+                    step["sse"], float(step.get("chunk_delay", 0)), step.get("abort_after")
+                ),
                 status_code=status,
                 media_type="text/event-stream",
                 headers=headers,
@@ -74,9 +79,14 @@ class FakeVendor:
             orjson.dumps(step.get("json")), status, headers, media_type="application/json"
         )
 
-    async def _frames(self, frames: list[str], delay: float) -> AsyncIterator[bytes]:
+    async def _frames(
+        self, frames: list[str], delay: float, abort_after: int | None = None
+    ) -> AsyncIterator[bytes]:
         try:
-            for frame in frames:
+            for index, frame in enumerate(frames):
+                if abort_after is not None and index == abort_after:
+                    # Dies mid-body: the server drops the connection without finishing it.
+                    raise ConnectionAbortedError("scripted stream death")
                 if delay:
                     await asyncio.sleep(delay)
                 yield frame.encode() if frame.endswith("\n\n") else (frame + "\n\n").encode()

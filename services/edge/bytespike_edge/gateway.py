@@ -25,6 +25,7 @@ from bytespike_edge.control.auth import Authenticator
 from bytespike_edge.control.metering import Admitter
 from bytespike_edge.control.routes import RouteWatcher
 from bytespike_edge.control.usage import UsagePublisher
+from bytespike_edge.health import BreakerPolicy, HealthBoard
 from bytespike_edge.settings import Settings
 from bytespike_edge.upstream.client import Timeouts, Upstream
 
@@ -59,6 +60,15 @@ class Gateway:
         self.admitter = admitter
         self.upstream = upstream
         self.usage = usage
+        self.health = HealthBoard(
+            BreakerPolicy(
+                window_seconds=settings.breaker_window,
+                min_requests=settings.breaker_min_requests,
+                failure_ratio=settings.breaker_failure_ratio,
+                base_cooldown=settings.breaker_cooldown,
+                max_cooldown=settings.breaker_max_cooldown,
+            )
+        )
         self._environ = environ
 
     @property

@@ -20,8 +20,6 @@ log = logging.getLogger(__name__)
 # A frame larger than this is a broken or hostile upstream, not an LLM token.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 
-ErrorDecoder = Callable[[int, bytes], GatewayError]
-
 
 class FrameFilter(Protocol):
     def __call__(self, frame: bytes) -> bytes | None:
@@ -49,22 +47,11 @@ def split_frames(buffer: bytearray) -> list[bytes]:
     return frames
 
 
-async def raise_for_upstream_status(
-    response: UpstreamResponse, call: CallContext, decode: ErrorDecoder
-) -> None:
-    if response.status_code < 400:
-        return
-    try:
-        body = await response.aread()
-    finally:
-        await response.aclose()
-    call.error_cause = "upstream_status"
-    raise decode(response.status_code, body)
-
-
 async def relay_stream(
+    chunks: AsyncIterator[bytes],
     response: UpstreamResponse,
     call: CallContext,
+    *,
     frame_filter: FrameFilter,
     error_frame: Callable[[GatewayError], bytes],
     on_done: Callable[[CallContext], None],
@@ -72,7 +59,7 @@ async def relay_stream(
     """Yields client frames; always closes the upstream and finishes the call."""
     buffer = bytearray()
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in chunks:
             buffer += chunk
             for frame in split_frames(buffer):
                 out = frame_filter(frame)

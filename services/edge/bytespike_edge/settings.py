@@ -35,6 +35,16 @@ class Settings(SecretSettingsMixin, ServiceSettings):
     metering_fail_mode: Literal["closed", "open"] = "closed"
     # Upstream connection pool per edge process.
     upstream_max_connections: int = 1000
+    # Failover: deployments tried per request, and the time budget for all attempts
+    # before the first byte reaches the client.
+    max_attempts: int = 3
+    failover_budget: float = 60.0
+    # Passive circuit breaker per deployment (see health.py).
+    breaker_window: float = 30.0
+    breaker_min_requests: int = 5
+    breaker_failure_ratio: float = 0.5
+    breaker_cooldown: float = 5.0
+    breaker_max_cooldown: float = 300.0
     # Seconds of upstream silence after which a keepalive frame is sent to the client.
     stream_keepalive: float = 15.0
     # Usage events waiting for a JetStream ack; beyond it requests are refused (503)

@@ -7,6 +7,7 @@ read from it. Unknown and future fields survive untouched.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -23,10 +24,11 @@ from bytespike_common.errors import (
 from bytespike_common.ids import request_id as new_request_id
 from bytespike_edge.call import CallContext, Usage
 from bytespike_edge.deps import GatewayDep
+from bytespike_edge.failover import Attempts, Opened, Prepared
 from bytespike_edge.gateway import Target
 from bytespike_edge.http_io import bearer_token, read_json_object
 from bytespike_edge.protocols.errors import openai_error_body
-from bytespike_edge.relay import raise_for_upstream_status, relay_stream
+from bytespike_edge.relay import relay_stream
 from bytespike_edge.upstream.wire import CHAT_PATH, request_headers
 
 router = APIRouter()
@@ -50,6 +52,7 @@ def usage_from_openai(usage: dict[str, Any]) -> Usage:
 
 
 def decode_openai_error(status: int, body: bytes) -> GatewayError:
+    """An OpenAI-protocol upstream's error body as a gateway error with the same status."""
     message = f"Upstream returned HTTP {status}."
     code = None
     try:
@@ -58,11 +61,6 @@ def decode_openai_error(status: int, body: bytes) -> GatewayError:
         code = error.get("code")
     except (orjson.JSONDecodeError, AttributeError):
         pass
-    if status in (401, 403):
-        # The vendor refused *our* credential: a gateway misconfiguration, not the caller's.
-        return UpstreamHTTPError(
-            "The upstream provider rejected the gateway's credential.", status=502
-        )
     err = UpstreamHTTPError(message, status=status, code=code if isinstance(code, str) else None)
     err.kind = kind_for_status(status)
     return err
@@ -95,8 +93,10 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     principal = await gateway.authenticate(bearer_token(request))
     model_name, stream = _validate(data)
     model = gateway.resolve_model(model_name, principal)
-    target = gateway.targets(model)[0]
-    if target.provider.protocol != router_pb2.PROTOCOL_OPENAI:
+    targets = [
+        t for t in gateway.targets(model) if t.provider.protocol == router_pb2.PROTOCOL_OPENAI
+    ]
+    if not targets:
         raise InvalidRequest(
             f"The model '{model.id}' is served over a protocol this gateway cannot translate "
             "to from Chat Completions yet."
@@ -107,56 +107,83 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         client_protocol="openai",
         principal=principal,
         model=model,
-        target=target,
+        target=targets[0],
         stream=stream,
         request_bytes=len(raw),
         max_output_tokens=int(max_output),
     )
-    if stream:
-        return await _passthrough_stream(gateway, call, target, data)
     try:
-        return await _passthrough(gateway, call, target, data)
+        opened = await Attempts(gateway, call).open(
+            targets, _passthrough_request(data, stream), _decode_error, stream=stream
+        )
+    except GatewayError as exc:
+        call.status_code, call.error_cause = exc.status, exc.cause
+        gateway.finish(call)
+        raise
+    except BaseException:
+        call.error_cause = "internal"
+        gateway.finish(call)
+        raise
+    call.status_code = 200
+    if stream:
+        options = data.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        frames = relay_stream(
+            opened.chunks,
+            opened.response,
+            call,
+            frame_filter=_OpenAIFrames(call, wants_usage),
+            error_frame=_stream_error_frame,
+            on_done=gateway.finish,
+        )
+        headers = {**SSE_HEADERS, "x-request-id": call.request_id}
+        return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+    try:
+        return await _relay_body(opened, call)
     finally:
         gateway.finish(call)
 
 
-async def _send(gateway: Any, call: CallContext, target: Target, body: dict[str, Any]) -> Any:
-    url = target.provider.base_url + CHAT_PATH
-    headers = request_headers(target.provider, target.credential)
-    try:
-        response = await gateway.upstream.send(url, headers, orjson.dumps(body), target.timeouts)
-    except GatewayError as exc:
-        call.status_code, call.error_cause = exc.status, exc.cause
-        raise
-    await _check(response, call)
-    return response
+def _decode_error(
+    target: Target, status: int, body: bytes, headers: Mapping[str, str]
+) -> GatewayError:
+    return decode_openai_error(status, body)
 
 
-async def _check(response: Any, call: CallContext) -> None:
-    try:
-        await raise_for_upstream_status(response, call, decode_openai_error)
-    except GatewayError as exc:
-        call.status_code = exc.status
-        raise
+def _passthrough_request(data: dict[str, Any], stream: bool) -> Callable[[Target], Prepared]:
+    """Same protocol upstream: the client's body with only the model rewritten."""
+    options = data.get("stream_options")
+
+    def prepare(target: Target) -> Prepared:
+        body = {**data, "model": target.deployment.upstream_model}
+        if stream:
+            # The gateway always needs usage to bill, whether or not the client asked for it.
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        return Prepared(
+            url=target.provider.base_url + CHAT_PATH,
+            headers=request_headers(target.provider, target.credential),
+            body=orjson.dumps(body),
+        )
+
+    return prepare
 
 
-async def _passthrough(
-    gateway: Any, call: CallContext, target: Target, data: dict[str, Any]
-) -> Response:
-    body = {**data, "model": target.deployment.upstream_model}
-    response = await _send(gateway, call, target, body)
+async def _relay_body(opened: Opened, call: CallContext) -> Response:
+    response = opened.response
     try:
         content = await response.aread()
     finally:
         await response.aclose()
     call.mark_first_byte()
-    call.status_code = 200
     try:
         parsed = orjson.loads(content)
-        call.usage = usage_from_openai(parsed.get("usage") or {}) if parsed.get("usage") else None
+        call.usage = usage_from_openai(parsed["usage"]) if parsed.get("usage") else None
         choices = parsed.get("choices") or [{}]
         call.finish_reason = str(choices[0].get("finish_reason") or "")
-    except (orjson.JSONDecodeError, AttributeError, IndexError):
+    except (orjson.JSONDecodeError, AttributeError, IndexError, KeyError, TypeError):
         call.error_cause = "upstream_malformed"
     return Response(
         content,
@@ -183,9 +210,9 @@ class _OpenAIFrames:
         if not self._call.finish_reason and b'"finish_reason":"' in frame:
             chunk = self._parse(frame)
             for choice in (chunk or {}).get("choices") or []:
-                if choice.get("finish_reason"):
+                if isinstance(choice, dict) and choice.get("finish_reason"):
                     self._call.finish_reason = str(choice["finish_reason"])
-        if b'"error"' in frame and frame.lstrip().startswith(b'data: {"error"'):
+        if frame.startswith(b'data: {"error"'):
             self._call.error_cause = "upstream_stream_error"
         return frame
 
@@ -203,27 +230,3 @@ class _OpenAIFrames:
 
 def _stream_error_frame(err: GatewayError) -> bytes:
     return b"data: " + orjson.dumps(openai_error_body(err)) + b"\n\n"
-
-
-async def _passthrough_stream(
-    gateway: Any, call: CallContext, target: Target, data: dict[str, Any]
-) -> Response:
-    options = data.get("stream_options")
-    client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-    # The gateway always needs usage to bill, whether or not the client asked for it.
-    body = {
-        **data,
-        "model": target.deployment.upstream_model,
-        "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
-    }
-    try:
-        response = await _send(gateway, call, target, body)
-    except BaseException:
-        gateway.finish(call)
-        raise
-    call.status_code = 200
-    frames = relay_stream(
-        response, call, _OpenAIFrames(call, client_wants_usage), _stream_error_frame, gateway.finish
-    )
-    headers = {**SSE_HEADERS, "x-request-id": call.request_id}
-    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from bytespike_edge.health import BreakerPolicy, HealthBoard, State
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_on_failure_ratio_and_cooldown_grows() -> None:
+    clock = Clock()
+    board = HealthBoard(BreakerPolicy(min_requests=4, failure_ratio=0.5, base_cooldown=5), clock)
+    breaker = board.breaker("d")
+    for ok in (True, False, True, False):
+        breaker.record(ok)
+    assert breaker.state == State.OPEN and not breaker.available()
+    clock.now += 5
+    assert breaker.available() and breaker.state == State.HALF_OPEN
+    breaker.begin()
+    assert not breaker.available()  # one probe at a time
+    breaker.record(False)
+    assert breaker.state == State.OPEN and breaker.cooldown == 10
+    clock.now += 10
+    assert breaker.available()
+    breaker.begin()
+    breaker.record(True)
+    assert breaker.state == State.CLOSED and breaker.cooldown == 0
+
+
+def test_old_outcomes_leave_the_window() -> None:
+    clock = Clock()
+    breaker = HealthBoard(BreakerPolicy(window_seconds=10, min_requests=3), clock).breaker("d")
+    breaker.record(False)
+    breaker.record(False)
+    clock.now += 11
+    breaker.record(False)
+    assert breaker.state == State.CLOSED
+
+
+def test_retry_after_and_panic_mode() -> None:
+    clock = Clock()
+    board = HealthBoard(clock=clock)
+    board.breaker("a").record(False, retry_after=3)
+    assert board.healthy_first(["a", "b"], str) == ["b"]
+    assert board.healthy_first(["a"], str) == ["a"]  # nothing available: try anyway
+    clock.now += 3
+    assert board.healthy_first(["a", "b"], str) == ["a", "b"]
