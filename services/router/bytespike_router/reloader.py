@@ -12,7 +12,7 @@ from pathlib import Path
 
 from watchfiles import awatch
 
-from bytespike_router.catalog import CatalogError, load_catalog
+from bytespike_router.catalog import Catalog, CatalogError, load_catalog, parse_catalog
 from bytespike_router.hub import RouteTableHub
 from bytespike_router.routes import build_route_table
 
@@ -27,11 +27,22 @@ class CatalogReloader:
 
     async def reload(self) -> bool:
         try:
-            catalog = load_catalog(self._path, os.environ)
+            return await self.apply(load_catalog(self._path, os.environ))
         except CatalogError as exc:
-            self.last_error = str(exc)
-            log.error("catalog rejected, keeping version %s: %s", self._hub.current.version, exc)
-            return False
+            return self._reject(exc)
+
+    async def reload_text(self, text: str, source: str) -> bool:
+        try:
+            return await self.apply(parse_catalog(text, source, os.environ))
+        except CatalogError as exc:
+            return self._reject(exc)
+
+    def _reject(self, exc: CatalogError) -> bool:
+        self.last_error = str(exc)
+        log.error("catalog rejected, keeping version %s: %s", self._hub.current.version, exc)
+        return False
+
+    async def apply(self, catalog: Catalog) -> bool:
         self.last_error = None
         changed = await self._hub.publish(build_route_table(catalog))
         if changed:

@@ -11,6 +11,7 @@ from pathlib import Path
 from bytespike.router.v1 import router_pb2, router_pb2_grpc
 from bytespike_common.grpc_server import GrpcServer
 from bytespike_router.catalog import load_catalog
+from bytespike_router.configmap import ConfigMapWatcher, api_client
 from bytespike_router.hub import RouteTableHub
 from bytespike_router.reloader import CatalogReloader
 from bytespike_router.routes import build_route_table
@@ -28,6 +29,16 @@ async def create_server(settings: Settings) -> AsyncIterator[GrpcServer]:
         if settings.watch_catalog:
             task = asyncio.create_task(reloader.run(), name="catalog-watch")
             stack.callback(task.cancel)
+        if settings.catalog_configmap:
+            namespace, _, name = settings.catalog_configmap.rpartition("/")
+            watcher = ConfigMapWatcher(
+                api_client(settings.kube_api_url),
+                namespace or "default",
+                name,
+                settings.catalog_configmap_key,
+            )
+            watcher.start(asyncio.get_running_loop(), reloader.reload_text)
+            stack.callback(watcher.stop)
 
         async def catalog_loaded() -> bool:
             return bool(hub.current.models)

@@ -15,3 +15,9 @@ class Settings(ServiceSettings):
     catalog_path: str = "catalog/catalog.yaml"
     # Reload the catalog when the file changes (a mounted ConfigMap is a changing file too).
     watch_catalog: bool = True
+    # In a cluster: "namespace/name" of the catalog ConfigMap to watch through the
+    # Kubernetes API (immediate, unlike the kubelet's file sync). Empty = file only.
+    catalog_configmap: str = ""
+    catalog_configmap_key: str = "catalog.yaml"
+    # Kubernetes API URL; empty = in-cluster service account (or kubeconfig).
+    kube_api_url: str = ""
