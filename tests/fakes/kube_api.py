@@ -75,9 +75,7 @@ class FakeKubeAPI:
 @contextlib.asynccontextmanager
 async def serve(api: FakeKubeAPI) -> AsyncIterator[str]:
     port = free_port()
-    app = Starlette(
-        routes=[Route("/api/v1/namespaces/{namespace}/configmaps", api.configmaps)]
-    )
+    app = Starlette(routes=[Route("/api/v1/namespaces/{namespace}/configmaps", api.configmaps)])
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )

@@ -17,7 +17,9 @@ from tests.router.test_server import CATALOG
 async def test_configmap_changes_become_route_tables(tmp_path: Path) -> None:
     path = tmp_path / "catalog.yaml"
     path.write_text(CATALOG)
-    api = FakeKubeAPI("gw", "bytespike-catalog", {"catalog.yaml": CATALOG.replace("m-1", "from-api")})
+    api = FakeKubeAPI(
+        "gw", "bytespike-catalog", {"catalog.yaml": CATALOG.replace("m-1", "from-api")}
+    )
     async with serve(api) as url:
         settings = Settings(
             port=0,

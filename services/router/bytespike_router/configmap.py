@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kubernetes import client, config, watch
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 WATCH_SECONDS = 300
 RETRY_SECONDS = 1.0
 
-Apply = Callable[[str, str], Awaitable[bool]]
+Apply = Callable[[str, str], Coroutine[Any, Any, bool]]
 
 
 def api_client(api_url: str) -> client.ApiClient:
@@ -80,7 +80,7 @@ class ConfigMapWatcher:
             self._core.list_namespaced_config_map,
             self._namespace,
             field_selector=selector,
-            resource_version=listed.metadata.resource_version,
+            resource_version=listed.metadata.resource_version if listed.metadata else None,
             timeout_seconds=WATCH_SECONDS,
         )
         for event in stream:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from bytespike.router.v1 import router_pb2
 
@@ -34,7 +34,10 @@ class RouteTableHub:
         yield self._table
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda seen=seen: self._generation != seen)
+                await self._changed.wait_for(self._newer_than(seen))
                 seen = self._generation
                 table = self._table
             yield table
+
+    def _newer_than(self, generation: int) -> Callable[[], bool]:
+        return lambda: self._generation != generation

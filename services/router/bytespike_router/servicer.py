@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -14,13 +15,13 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self._hub = hub
 
     async def WatchRoutes(
-        self, request: router_pb2.WatchRoutesRequest, context: grpc.aio.ServicerContext
+        self, request: router_pb2.WatchRoutesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[router_pb2.RouteTable]:
         async for table in self._hub.watch():
             yield table
 
     async def Plan(
-        self, request: router_pb2.PlanRequest, context: grpc.aio.ServicerContext
+        self, request: router_pb2.PlanRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.PlanResponse:
         index = RouteIndex(self._hub.current)
         model = index.resolve(request.model)
