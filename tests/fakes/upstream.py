@@ -11,8 +11,12 @@ Run as its own process (`python tests/fakes/upstream.py --port N`) and drive it 
 - `GET /_control/requests` returns every recorded request (method, path, query, headers,
   JSON body); `DELETE /_control/requests` clears them.
 
-Default answers: OpenAI Chat Completions (`/v1/chat/completions`), streaming and not, with
-fixed usage so tests can assert exact numbers.
+Default answers, streaming and not, for OpenAI Chat Completions (`/v1/chat/completions`),
+Anthropic Messages (`/v1/messages`, `/v1/messages/count_tokens`) and Gemini
+(`/v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`,
+`:countTokens`): the text `fake: <last user text>` and the same usage in each vendor's
+convention — canonically 12 uncached input, 5 cache-read, 9 output of which 3 reasoning —
+so tests can assert exact numbers whichever protocol served them.
 """
 
 from __future__ import annotations
@@ -149,6 +153,124 @@ class FakeVendor:
         lines = [f"data: {orjson.dumps(f).decode()}" for f in frames] + ["data: [DONE]"]
         return await self.scripted({"sse": lines})
 
+    async def anthropic_messages(self, request: Request) -> Response:
+        entry = await self.record(request)
+        if self.script:
+            return await self.scripted(self.script.pop(0))
+        body = entry["body"] or {}
+        answer = f"fake: {_last_user_text(body.get('messages') or [], 'content')}"
+        usage = {
+            "input_tokens": 12,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 5,
+            "output_tokens": 9,
+            "output_tokens_details": {"thinking_tokens": 3},
+        }
+        message = {
+            "id": "msg_fake1",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [{"type": "text", "text": answer}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return JSONResponse(message)
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": start}),
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            ("ping", {"type": "ping"}),
+        ]
+        for word in answer.split(" "):
+            delta = {"type": "text_delta", "text": word + " "}
+            events.append(
+                ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+            )
+        events += [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": 9},
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        frames = [f"event: {name}\ndata: {orjson.dumps(data).decode()}" for name, data in events]
+        return await self.scripted({"sse": frames})
+
+    async def anthropic_count_tokens(self, request: Request) -> Response:
+        await self.record(request)
+        if self.script:
+            return await self.scripted(self.script.pop(0))
+        return JSONResponse({"input_tokens": 42})
+
+    async def gemini(self, request: Request) -> Response:
+        entry = await self.record(request)
+        if self.script:
+            return await self.scripted(self.script.pop(0))
+        model, _, method = request.path_params["target"].partition(":")
+        body = entry["body"] or {}
+        if method == "countTokens":
+            return JSONResponse({"totalTokens": 42})
+        if method not in ("generateContent", "streamGenerateContent"):
+            return JSONResponse(
+                {"error": {"code": 404, "message": "no such method", "status": "NOT_FOUND"}}, 404
+            )
+        answer = f"fake: {_last_user_text(body.get('contents') or [], 'parts')}"
+        usage = {
+            "promptTokenCount": 17,
+            "cachedContentTokenCount": 5,
+            "candidatesTokenCount": 6,
+            "thoughtsTokenCount": 3,
+            "totalTokenCount": 26,
+        }
+        base = {"modelVersion": model, "responseId": "fake-response-1"}
+        if method == "generateContent":
+            return JSONResponse(
+                {
+                    "candidates": [
+                        {
+                            "content": {"role": "model", "parts": [{"text": answer}]},
+                            "finishReason": "STOP",
+                            "index": 0,
+                        }
+                    ],
+                    "usageMetadata": usage,
+                    **base,
+                }
+            )
+        words = answer.split(" ")
+        chunks = [
+            {
+                "candidates": [
+                    {"content": {"role": "model", "parts": [{"text": w + " "}]}, "index": 0}
+                ],
+                **base,
+            }
+            for w in words
+        ]
+        chunks[-1]["candidates"][0]["finishReason"] = "STOP"
+        chunks[-1]["usageMetadata"] = usage
+        return await self.scripted({"sse": [f"data: {orjson.dumps(c).decode()}" for c in chunks]})
+
     async def set_script(self, request: Request) -> Response:
         self.script.extend(orjson.loads(await request.body()))
         return JSONResponse({"queued": len(self.script)})
@@ -163,11 +285,28 @@ class FakeVendor:
         return JSONResponse({})
 
 
+def _last_user_text(turns: list[dict[str, Any]], field: str) -> str:
+    """The last user turn's text, whether content is a string or a list of parts/blocks."""
+    for turn in reversed(turns):
+        if turn.get("role", "user") != "user":
+            continue
+        content = turn.get(field)
+        if isinstance(content, str):
+            return content
+        texts = [p.get("text", "") for p in content or [] if isinstance(p, dict) and "text" in p]
+        if texts:
+            return " ".join(texts)
+    return ""
+
+
 def create_app() -> Starlette:
     vendor = FakeVendor()
     return Starlette(
         routes=[
             Route("/v1/chat/completions", vendor.openai_chat, methods=["POST"]),
+            Route("/v1/messages", vendor.anthropic_messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", vendor.anthropic_count_tokens, methods=["POST"]),
+            Route("/v1beta/models/{target}", vendor.gemini, methods=["POST"]),
             Route("/_control/script", vendor.set_script, methods=["POST"]),
             Route("/_control/requests", vendor.get_requests, methods=["GET"]),
             Route("/_control/requests", vendor.clear, methods=["DELETE"]),
