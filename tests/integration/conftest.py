@@ -14,13 +14,13 @@ REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "upstream-test-credential"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def vendor() -> Iterator[FakeVendorProcess]:
     with fake_vendor() as running:
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def stack(
     vendor: FakeVendorProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
@@ -34,6 +34,7 @@ async def stack(
             "BYTESPIKE_PROVIDER_OPENAI_BASE_URL": f"{vendor.url}/v1",
             "OPENAI_API_KEY": UPSTREAM_KEY,
             "BYTESPIKE_EDGE_LOG_LEVEL": "INFO",
+            "BYTESPIKE_EDGE_STREAM_KEEPALIVE": "0.3",
         },
     )
     try:

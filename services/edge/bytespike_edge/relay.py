@@ -21,9 +21,24 @@ log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 
 
-class FrameFilter(Protocol):
-    def __call__(self, frame: bytes) -> bytes | None:
-        """The frame to send on (with its terminating blank line), or None to drop it."""
+class FrameHandler(Protocol):
+    """Turns upstream SSE frames into client bytes (relayed as-is, filtered or translated)."""
+
+    def frame(self, frame: bytes) -> bytes:
+        """Client bytes for one upstream frame (with its blank line); b"" sends nothing."""
+        ...
+
+    def end(self) -> bytes:
+        """Client bytes once the upstream body ended."""
+        ...
+
+    def error(self, err: GatewayError) -> bytes:
+        """The client protocol's in-stream error frame (the status line is already sent)."""
+        ...
+
+    def keepalive(self) -> bytes:
+        """A frame the client's SDK ignores, sent during long upstream silences."""
+        ...
 
 
 def split_frames(buffer: bytearray) -> list[bytes]:
@@ -47,35 +62,56 @@ def split_frames(buffer: bytearray) -> list[bytes]:
     return frames
 
 
+async def _ticking(
+    chunks: AsyncIterator[bytes], interval: float
+) -> AsyncIterator[bytes | None]:
+    """The chunks, with None each time `interval` seconds pass without one."""
+    iterator = aiter(chunks)
+    pending: asyncio.Future[bytes] = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            done, _ = await asyncio.wait((pending,), timeout=interval)
+            if not done:
+                yield None
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+            pending = asyncio.ensure_future(anext(iterator))
+    finally:
+        pending.cancel()
+
+
 async def relay_stream(
     chunks: AsyncIterator[bytes],
     response: UpstreamResponse,
     call: CallContext,
     *,
-    frame_filter: FrameFilter,
-    error_frame: Callable[[GatewayError], bytes],
+    handler: FrameHandler,
     on_done: Callable[[CallContext], None],
+    keepalive_interval: float = 0.0,
 ) -> AsyncIterator[bytes]:
-    """Yields client frames; always closes the upstream and finishes the call."""
+    """Yields client bytes as upstream frames arrive; always closes the upstream and
+    finishes the call, whether the stream ends, breaks, or the client goes away."""
     buffer = bytearray()
+    source = _ticking(chunks, keepalive_interval) if keepalive_interval > 0 else chunks
     try:
-        async for chunk in chunks:
+        async for chunk in source:
+            if chunk is None:
+                yield handler.keepalive()
+                continue
             buffer += chunk
             for frame in split_frames(buffer):
-                out = frame_filter(frame)
-                if out is not None:
+                out = handler.frame(frame)
+                if out:
                     call.mark_first_byte()
                     call.frames_relayed += 1
                     yield out
-        if buffer.strip():
-            out = frame_filter(bytes(buffer) + b"\n\n")
-            if out is not None:
-                yield out
-    except asyncio.CancelledError:
-        call.client_disconnected = True
-        call.error_cause = call.error_cause or "client_disconnected"
-        raise
-    except GeneratorExit:
+        tail = handler.frame(bytes(buffer) + b"\n\n") if buffer.strip() else b""
+        yield tail + handler.end()
+    except (asyncio.CancelledError, GeneratorExit):
         call.client_disconnected = True
         call.error_cause = call.error_cause or "client_disconnected"
         raise
@@ -83,7 +119,7 @@ async def relay_stream(
         # The status line is gone: the failure travels as the protocol's in-stream error.
         log.warning("upstream stream for %s broke: %r", call.request_id, exc)
         call.error_cause = "upstream_stream_broken"
-        yield error_frame(UpstreamUnavailable("The upstream stream ended unexpectedly."))
+        yield handler.error(UpstreamUnavailable("The upstream stream ended unexpectedly."))
     finally:
         on_done(call)
         # Closing may await network I/O; never let it hold up (or be cancelled with) the reply.

@@ -132,9 +132,9 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
             opened.chunks,
             opened.response,
             call,
-            frame_filter=_OpenAIFrames(call, wants_usage),
-            error_frame=_stream_error_frame,
+            handler=_OpenAIFrames(call, wants_usage),
             on_done=gateway.finish,
+            keepalive_interval=gateway.settings.stream_keepalive,
         )
         headers = {**SSE_HEADERS, "x-request-id": call.request_id}
         return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
@@ -200,13 +200,13 @@ class _OpenAIFrames:
         self._call = call
         self._client_wants_usage = client_wants_usage
 
-    def __call__(self, frame: bytes) -> bytes | None:
+    def frame(self, frame: bytes) -> bytes:
         if b'"usage"' in frame and b'"usage":null' not in frame:
             chunk = self._parse(frame)
             if chunk is not None and isinstance(chunk.get("usage"), dict):
                 self._call.usage = usage_from_openai(chunk["usage"])
                 if not self._client_wants_usage and not chunk.get("choices"):
-                    return None
+                    return b""
         if not self._call.finish_reason and b'"finish_reason":"' in frame:
             chunk = self._parse(frame)
             for choice in (chunk or {}).get("choices") or []:
@@ -215,6 +215,15 @@ class _OpenAIFrames:
         if frame.startswith(b'data: {"error"'):
             self._call.error_cause = "upstream_stream_error"
         return frame
+
+    def end(self) -> bytes:
+        return b""
+
+    def error(self, err: GatewayError) -> bytes:
+        return b"data: " + orjson.dumps(openai_error_body(err)) + b"\n\n"
+
+    def keepalive(self) -> bytes:
+        return b": keepalive\n\n"
 
     @staticmethod
     def _parse(frame: bytes) -> dict[str, Any] | None:
@@ -226,7 +235,3 @@ class _OpenAIFrames:
                     return None
                 return value if isinstance(value, dict) else None
         return None
-
-
-def _stream_error_frame(err: GatewayError) -> bytes:
-    return b"data: " + orjson.dumps(openai_error_body(err)) + b"\n\n"
