@@ -54,7 +54,8 @@ async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 async def _ask(http: httpx.AsyncClient, model: str) -> int:
     response = await http.post(
-        "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "x"}]}
+        "/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "x"}]},
     )
     return response.status_code
 
@@ -80,7 +81,9 @@ async def test_reload_under_load_reaches_the_edge_within_a_second(
 
     workers = [asyncio.create_task(load()) for _ in range(6)]
     await asyncio.sleep(0.5)
-    stack.catalog_path.write_text(CATALOG.replace("id: mock-echo", "id: mock-echo\n    aliases: [fresh]"))
+    stack.catalog_path.write_text(
+        CATALOG.replace("id: mock-echo", "id: mock-echo\n    aliases: [fresh]")
+    )
     elapsed = await _until_served(http, "fresh", limit=3.0)
     await asyncio.sleep(0.5)
     stop.set()
@@ -96,7 +99,9 @@ async def test_edge_keeps_its_table_without_the_router_and_reconnects(
     stack.stop_process("router")
     for _ in range(5):
         assert await _ask(http, "mock-echo") == 200
-    Path(stack.catalog_path).write_text(CATALOG.replace("id: mock-echo", "id: mock-echo\n    aliases: [after-restart]"))
+    Path(stack.catalog_path).write_text(
+        CATALOG.replace("id: mock-echo", "id: mock-echo\n    aliases: [after-restart]")
+    )
     stack.start_service("router")
     await stack.wait_serving("router")
     await _until_served(http, "after-restart", limit=5.0)
