@@ -299,14 +299,34 @@ def _last_user_text(turns: list[dict[str, Any]], field: str) -> str:
     return ""
 
 
+def _guarded(handler: Any) -> Any:
+    """A vendor answers nonsense with a 400, never by crashing (fuzz tests send nonsense)."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            error = {
+                "message": f"fake vendor: bad request ({type(exc).__name__})",
+                "type": "invalid_request_error",
+            }
+            return JSONResponse({"error": error}, 400)
+
+    return guarded
+
+
 def create_app() -> Starlette:
     vendor = FakeVendor()
     return Starlette(
         routes=[
-            Route("/v1/chat/completions", vendor.openai_chat, methods=["POST"]),
-            Route("/v1/messages", vendor.anthropic_messages, methods=["POST"]),
-            Route("/v1/messages/count_tokens", vendor.anthropic_count_tokens, methods=["POST"]),
-            Route("/v1beta/models/{target}", vendor.gemini, methods=["POST"]),
+            Route("/v1/chat/completions", _guarded(vendor.openai_chat), methods=["POST"]),
+            Route("/v1/messages", _guarded(vendor.anthropic_messages), methods=["POST"]),
+            Route(
+                "/v1/messages/count_tokens",
+                _guarded(vendor.anthropic_count_tokens),
+                methods=["POST"],
+            ),
+            Route("/v1beta/models/{target}", _guarded(vendor.gemini), methods=["POST"]),
             Route("/_control/script", vendor.set_script, methods=["POST"]),
             Route("/_control/requests", vendor.get_requests, methods=["GET"]),
             Route("/_control/requests", vendor.clear, methods=["DELETE"]),

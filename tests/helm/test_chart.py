@@ -378,7 +378,7 @@ def test_router_mounts_the_catalog_and_may_watch_configmaps(release: Release) ->
     ]
 
 
-def test_service_monitor_scrapes_the_edge_metrics_port(production: Release) -> None:
+def test_service_monitor_scrapes_every_metrics_port(production: Release) -> None:
     (monitor,) = production.of_kind("ServiceMonitor")
     selector = monitor["spec"]["selector"]
     port_names = {e["port"] for e in monitor["spec"]["endpoints"]}
@@ -388,7 +388,10 @@ def test_service_monitor_scrapes_the_edge_metrics_port(production: Release) -> N
         if selects(selector, s["metadata"]["labels"])
         and port_names & {p["name"] for p in s["spec"]["ports"]}
     ]
-    assert [s["metadata"]["name"] for s in scraped] == [f"{RELEASE}-bytespike-edge-admin"]
+    # The edge's metrics are on the ClusterIP admin Service, never the public one.
+    assert sorted(s["metadata"]["name"] for s in scraped) == [
+        f"{RELEASE}-bytespike-{name}" for name in ("auth", "edge-admin", "metering", "router")
+    ]
 
 
 def test_service_monitor_is_off_by_default() -> None:

@@ -29,10 +29,15 @@ async def stack(
         catalog_path=REPO / "catalog" / "catalog.yaml",
         edge_port=free_port(),
         service_ports={name: free_port() for name in SERVICES},
-        # The shipped catalog's real OpenAI provider, pointed at the fake vendor.
+        # The shipped catalog's real OpenAI, Anthropic and Gemini providers, pointed at the
+        # fake vendor (which speaks all three).
         env={
             "BYTESPIKE_PROVIDER_OPENAI_BASE_URL": f"{vendor.url}/v1",
             "OPENAI_API_KEY": UPSTREAM_KEY,
+            "BYTESPIKE_PROVIDER_ANTHROPIC_BASE_URL": vendor.url,
+            "ANTHROPIC_API_KEY": UPSTREAM_KEY,
+            "BYTESPIKE_PROVIDER_GEMINI_BASE_URL": vendor.url,
+            "GEMINI_API_KEY": UPSTREAM_KEY,
             "BYTESPIKE_EDGE_LOG_LEVEL": "INFO",
             "BYTESPIKE_EDGE_STREAM_KEEPALIVE": "0.3",
         },

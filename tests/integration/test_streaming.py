@@ -68,8 +68,9 @@ async def test_client_disconnect_cancels_upstream_and_bills_what_was_sent(
 ) -> None:
     vendor.reset()
     vendor.script({"sse": _frames([f"w{i} " for i in range(40)]), "chunk_delay": 0.1})
-    async with httpx.AsyncClient(base_url=stack.edge_url, timeout=10) as http:
-        async with http.stream(
+    async with (
+        httpx.AsyncClient(base_url=stack.edge_url, timeout=10) as http,
+        http.stream(
             "POST",
             "/v1/chat/completions",
             headers={"authorization": f"Bearer {key}"},
@@ -78,13 +79,14 @@ async def test_client_disconnect_cancels_upstream_and_bills_what_was_sent(
                 "stream": True,
                 "messages": [{"role": "user", "content": "x"}],
             },
-        ) as response:
-            request_id = response.headers["x-request-id"]
-            seen = 0
-            async for line in response.aiter_lines():
-                seen += line.startswith("data: ")
-                if seen == 5:
-                    break
+        ) as response,
+    ):
+        request_id = response.headers["x-request-id"]
+        seen = 0
+        async for line in response.aiter_lines():
+            seen += line.startswith("data: ")
+            if seen == 5:
+                break
     deadline = time.monotonic() + 3
     while vendor.cancelled() == 0:
         assert time.monotonic() < deadline, "the upstream request was never cancelled"

@@ -121,10 +121,10 @@ async def test_caller_errors_are_openai_errors_never_500(stack: Stack, key: str)
         assert missing.value.code == "model_not_found"
         with pytest.raises(openai.InternalServerError) as unavailable:
             await client.chat.completions.create(
-                model="claude-haiku-4-5", messages=[{"role": "user", "content": "x"}]
+                model="kimi-k2-6", messages=[{"role": "user", "content": "x"}]
             )
         assert unavailable.value.status_code == 503
-        assert "ANTHROPIC_API_KEY" in unavailable.value.message
+        assert "MOONSHOT_API_KEY" in unavailable.value.message
     async with _client(stack, "sk-byts-" + "x" * 43) as stranger:
         with pytest.raises(openai.AuthenticationError):
             await stranger.chat.completions.create(

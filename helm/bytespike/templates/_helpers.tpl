@@ -98,7 +98,8 @@ app.kubernetes.io/part-of: bytespike
 
 {{/* ---- Pod snippets ---- */}}
 
-{{/* Env every service reads: BYTESPIKE_<SVC>_HOST/PORT/ENVIRONMENT/LOG_LEVEL, the NATS URL. */}}
+{{/* Env every service reads: BYTESPIKE_<SVC>_HOST/PORT/ENVIRONMENT/LOG_LEVEL, the NATS URL,
+and the OTEL_* tracing variables when tracing.otlpEndpoint is set. */}}
 {{- define "bytespike.commonEnv" -}}
 {{- $prefix := printf "BYTESPIKE_%s_" (upper .component) -}}
 - name: {{ $prefix }}HOST
@@ -118,6 +119,20 @@ app.kubernetes.io/part-of: bytespike
 {{- else }}
 - name: BYTESPIKE_NATS_URL
   value: {{ .ctx.Values.nats.url | quote }}
+{{- end }}
+{{- with .ctx.Values.tracing }}
+{{- if .otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .otlpEndpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_INSECURE
+  value: {{ .insecure | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "k8s.namespace.name=%s,deployment.environment.name=%s" $.ctx.Release.Namespace $.ctx.Values.environment | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 

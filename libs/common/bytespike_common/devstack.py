@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -67,7 +68,12 @@ class Stack:
     catalog_path: Path
     edge_port: int = 0
     nats_port: int = 0
+    # The edge's admin API (its own port) and its operator token (generated when empty).
+    admin_port: int = 0
+    admin_token: str = ""
     service_ports: dict[str, int] = field(default_factory=dict)
+    # Prometheus /metrics port per process (edge and the gRPC services).
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     # Extra environment for every service (provider base URLs, credentials, tuning).
     env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -79,6 +85,10 @@ class Stack:
     @property
     def edge_url(self) -> str:
         return f"http://127.0.0.1:{self.edge_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.service_ports[service]}"
@@ -96,10 +106,19 @@ class Stack:
             BYTESPIKE_ROUTER_CATALOG_PATH=str(self.catalog_path),
             BYTESPIKE_METERING_PORT=str(self.service_ports["metering"]),
             BYTESPIKE_METERING_DATABASE_URL=f"sqlite:///{self.data_dir / 'metering.db'}",
+            BYTESPIKE_METERING_ROUTER_TARGET=self.target("router"),
+            # A demo grant (1,000 credits) so the printed key works at once; production
+            # accounts start at 0 and are topped up through the admin API.
+            BYTESPIKE_METERING_INITIAL_CREDIT=str(1_000 * 1_000_000),
             BYTESPIKE_EDGE_PORT=str(self.edge_port),
             BYTESPIKE_EDGE_AUTH_TARGET=self.target("auth"),
             BYTESPIKE_EDGE_ROUTER_TARGET=self.target("router"),
             BYTESPIKE_EDGE_METERING_TARGET=self.target("metering"),
+            BYTESPIKE_EDGE_ADMIN_PORT=str(self.admin_port),
+            BYTESPIKE_EDGE_ADMIN_TOKEN=self.admin_token,
+        )
+        env.update(
+            {f"BYTESPIKE_{n.upper()}_METRICS_PORT": str(p) for n, p in self.metrics_ports.items()}
         )
         env.update(self.env)
         return env
@@ -143,6 +162,10 @@ class Stack:
         for index, name in enumerate(SERVICES):
             self.service_ports.setdefault(name, free_port(50051 + index))
         self.edge_port = self.edge_port or free_port(8080)
+        self.admin_port = self.admin_port or free_port(8081)
+        self.admin_token = self.admin_token or secrets.token_urlsafe(24)
+        for index, name in enumerate(("edge", *SERVICES)):
+            self.metrics_ports.setdefault(name, free_port(9090 + index))
         self.start_nats()
         for name in SERVICES:
             self.start_service(name)
@@ -164,7 +187,9 @@ class Stack:
                 if self.processes["edge"].poll() is not None:
                     break
                 with contextlib.suppress(httpx.TransportError):
-                    if (await client.get(f"{self.edge_url}/readyz")).status_code == 200:
+                    ready = await client.get(f"{self.edge_url}/readyz")
+                    admin = await client.get(f"{self.admin_url}/healthz")
+                    if ready.status_code == admin.status_code == 200:
                         return
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"edge did not become ready; see {self.log_path('edge')}")
@@ -183,10 +208,19 @@ class Stack:
             )
         return reply.key.id, reply.plaintext
 
-    async def revoke_key(self, key_id: str) -> None:
+    async def revoke_key(self, key_id: str, account: str = "") -> None:
+        """Revokes a key of `account` (default: whichever account holds it)."""
         async with grpc.aio.insecure_channel(self.target("auth")) as channel:
             admin = auth_pb2_grpc.AuthAdminServiceStub(channel)
-            await admin.RevokeKey(auth_pb2.RevokeKeyRequest(key_id=key_id))
+            if not account:
+                # Test and demo convenience: auth scopes every key operation to an account.
+                reply = await admin.ListAccounts(auth_pb2.ListAccountsRequest(limit=1000))
+                for candidate in reply.accounts:
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        request = auth_pb2.GetKeyRequest(account=candidate.id, key_id=key_id)
+                        account = (await admin.GetKey(request)).account_id
+                        break
+            await admin.RevokeKey(auth_pb2.RevokeKeyRequest(account=account, key_id=key_id))
 
     def stop_process(self, name: str, timeout: float = 15.0) -> None:
         process = self.processes.pop(name, None)
@@ -215,8 +249,15 @@ ByteSpike Gateway is running.
   metering gRPC  {stack.target("metering")}
   nats           {stack.nats_url}   (JetStream in {stack.data_dir / "nats"})
   logs           {stack.data_dir / "logs"}
+  metrics        {", ".join(f"{n} :{p}" for n, p in stack.metrics_ports.items())}  (/metrics)
+  admin API      {stack.admin_url}   (OpenAPI docs: {stack.admin_url}/docs)
 
 Demo key (shown once): {key}
+
+Admin CLI (accounts, keys, policies):
+  export BYTESPIKE_ADMIN_URL={stack.admin_url} BYTESPIKE_ADMIN_TOKEN={stack.admin_token}
+  bytespike keys create --account demo --group claude-default
+  bytespike keys list --account demo
 
 curl:
   curl {url}/v1/chat/completions \\
@@ -243,6 +284,8 @@ async def _run() -> None:
         ),
         edge_port=int(os.environ.get("BYTESPIKE_EDGE_PORT", "0")) or 0,
         nats_port=int(os.environ.get("BYTESPIKE_NATS_PORT", "0")) or 0,
+        admin_port=int(os.environ.get("BYTESPIKE_EDGE_ADMIN_PORT", "0")) or 0,
+        admin_token=os.environ.get("BYTESPIKE_EDGE_ADMIN_TOKEN", ""),
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

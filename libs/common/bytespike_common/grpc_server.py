@@ -21,7 +21,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from bytespike_common import logs
+from bytespike_common import grpc_telemetry, logs, metrics_server, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class GrpcServer:
         self._checks = list(checks)
         self._grace = grace
         self.server = grpc.aio.server(
-            interceptors=list(interceptors),
+            interceptors=[*grpc_telemetry.server_interceptors(), *interceptors],
             options=[("grpc.so_reuseport", 0)],
         )
         self.health = health.aio.HealthServicer()
@@ -141,8 +141,10 @@ def run_service(
     settings: Any,
     create_server: Callable[[Any], contextlib.AbstractAsyncContextManager[Any]],
 ) -> None:
-    """Process entry point of a gRPC service: logging, uvloop, serve until SIGTERM/SIGINT."""
+    """Process entry point of a gRPC service: logging, telemetry, uvloop, serve until SIGTERM."""
     logs.configure(name, settings.log_level, settings.log_json)
+    telemetry.configure(name)
+    metrics_server.start(settings.host, settings.metrics_port)
 
     async def serve() -> None:
         async with create_server(settings):

@@ -7,14 +7,19 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
-    UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
+
+# A key name is unique among its account's *live* keys: revoked keys and keys being rotated
+# out (replaced_by set) free their name, so rotation can hand the name to the new key.
+LIVE_KEY_CONDITION = "status = 'active' AND replaced_by IS NULL"
 
 accounts = Table(
     "accounts",
@@ -42,9 +47,21 @@ api_keys = Table(
     Column("rpm", Integer, nullable=False, default=0),
     Column("tpm", Integer, nullable=False, default=0),
     Column("concurrency", Integer, nullable=False, default=0),
+    # "active" or "revoked"; expiry and a passed revoke_at are read from the timestamps.
     Column("status", String(16), nullable=False, default="active"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
-    UniqueConstraint("account_id", "name", name="uq_api_keys_account_name"),
+    # Scheduled revocation (rotation grace): stored, so it fires across restarts.
+    Column("revoke_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("replaced_by", String(64), nullable=True),
+    Column("rotated_from", String(64), nullable=True),
+    Index(
+        "uq_api_keys_live_name",
+        "account_id",
+        "name",
+        unique=True,
+        sqlite_where=text(LIVE_KEY_CONDITION),
+        postgresql_where=text(LIVE_KEY_CONDITION),
+    ),
 )

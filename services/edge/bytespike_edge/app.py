@@ -15,13 +15,14 @@ from starlette.responses import JSONResponse, Response
 from bytespike_common import messaging
 from bytespike_common.errors import GatewayError, InternalError, InvalidRequest, NotFound
 from bytespike_common.ids import request_id as new_request_id
-from bytespike_edge.control.auth import Authenticator
+from bytespike_edge import observability
+from bytespike_edge.control.auth import Authenticator, BadKeyGuard, ClientAddressMiddleware
 from bytespike_edge.control.channels import open_channel
 from bytespike_edge.control.metering import Admitter
 from bytespike_edge.control.routes import RouteWatcher
 from bytespike_edge.control.usage import UsagePublisher
 from bytespike_edge.gateway import Gateway
-from bytespike_edge.protocols import models, openai
+from bytespike_edge.protocols import anthropic, gemini, models, openai
 from bytespike_edge.protocols.errors import protocol_for_path, render
 from bytespike_edge.settings import Settings
 from bytespike_edge.upstream.client import Upstream
@@ -67,11 +68,18 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
             cache_ttl=settings.principal_cache_ttl,
             negative_ttl=settings.negative_cache_ttl,
             timeout=settings.auth_timeout,
+            guard=BadKeyGuard(
+                burst=settings.bad_key_burst,
+                refill_seconds=settings.bad_key_refill_seconds,
+                max_clients=settings.bad_key_clients,
+            ),
         )
         await authenticator.subscribe_revocations(nc)
         routes = RouteWatcher(router_channel)
         stack.push_async_callback(_cancel, asyncio.create_task(routes.run(), name="route-watch"))
-        client = upstream or UpstreamDispatcher.default(settings.upstream_max_connections)
+        client = observability.TimedUpstream(
+            upstream or UpstreamDispatcher.default(settings.upstream_max_connections)
+        )
         stack.push_async_callback(client.aclose)
         gateway = Gateway(
             settings,
@@ -86,6 +94,7 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
             usage=usage,
         )
         gateway.nats = nc  # type: ignore[attr-defined]
+        stack.push_async_callback(gateway.media.aclose)
         yield gateway
 
 
@@ -131,7 +140,11 @@ def create_app(settings: Settings, upstream: Upstream | None = None) -> FastAPI:
         title="ByteSpike Gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     _install_error_handlers(app)
+    observability.install(app)
+    app.add_middleware(ClientAddressMiddleware)
     app.include_router(openai.router)
+    app.include_router(anthropic.router)
+    app.include_router(gemini.router)
     app.include_router(models.router)
 
     @app.get("/healthz", include_in_schema=False)

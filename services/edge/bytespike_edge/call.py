@@ -15,34 +15,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bytespike.auth.v1 import auth_pb2
 from bytespike.router.v1 import router_pb2
 from bytespike.usage.v1 import usage_pb2
+from bytespike_edge.translate.ir import Usage
 
 PROTOCOL_NAMES = {
     router_pb2.PROTOCOL_OPENAI: "openai",
     router_pb2.PROTOCOL_ANTHROPIC: "anthropic",
     router_pb2.PROTOCOL_GEMINI: "gemini",
 }
-
-
-@dataclass(slots=True)
-class Usage:
-    """Canonical usage: input excludes cache reads/writes; output includes reasoning."""
-
-    input_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    estimated: bool = False
-
-    def message(self) -> usage_pb2.Usage:
-        return usage_pb2.Usage(
-            input_tokens=self.input_tokens,
-            cache_read_tokens=self.cache_read_tokens,
-            cache_write_tokens=self.cache_write_tokens,
-            output_tokens=self.output_tokens,
-            reasoning_tokens=self.reasoning_tokens,
-            estimated=self.estimated,
-        )
 
 
 @dataclass(slots=True)
@@ -104,7 +83,7 @@ class CallContext:
             client_protocol=self.client_protocol,
             upstream_protocol=self.upstream_protocol,
             stream=self.stream,
-            usage=(usage or Usage()).message(),
+            usage=_usage_message(usage or Usage()),
             status_code=self.status_code,
             finish_reason=self.finish_reason,
             error_cause=self.error_cause,
@@ -115,3 +94,14 @@ class CallContext:
             ttft_ms=int(ttft * 1000),
             attempts=self.attempts,
         )
+
+
+def _usage_message(usage: Usage) -> usage_pb2.Usage:
+    return usage_pb2.Usage(
+        input_tokens=usage.input_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        estimated=usage.estimated,
+    )

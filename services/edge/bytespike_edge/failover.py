@@ -14,10 +14,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 from bytespike.usage.v1 import usage_pb2
 from bytespike_common.errors import (
+    ErrorKind,
     GatewayError,
     UpstreamHTTPError,
     UpstreamTimeout,
@@ -25,10 +25,12 @@ from bytespike_common.errors import (
 )
 from bytespike_edge.call import CallContext
 from bytespike_edge.gateway import Gateway, Target
+from bytespike_edge.translate.errors import retry_after
 from bytespike_edge.upstream.client import Timeouts, UpstreamResponse
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
 MISCONFIGURED_STATUS = frozenset({401, 403})
+MISCONFIGURED_KINDS = frozenset({ErrorKind.AUTHENTICATION, ErrorKind.PERMISSION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +51,6 @@ class Opened:
 
 Prepare = Callable[[Target], Prepared]
 DecodeError = Callable[[Target, int, bytes, Mapping[str, str]], GatewayError]
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """`retry-after-ms`, then `retry-after` as seconds or an HTTP date (reference §1)."""
-    if value := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    if value := headers.get("retry-after"):
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                return None
-    return None
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -153,8 +137,10 @@ class Attempts:
                 await response.aclose()
             error = decode(target, response.status_code, body, response.headers)
             if error.retry_after is None:
-                error.retry_after = retry_after_seconds(response.headers)
-            if response.status_code in MISCONFIGURED_STATUS:
+                error.retry_after = retry_after(response.headers)
+            # A vendor refusing *our* credential (Gemini says so with a 400) is a
+            # misconfigured deployment, never the caller's fault.
+            if response.status_code in MISCONFIGURED_STATUS or error.kind in MISCONFIGURED_KINDS:
                 raise _Retryable(
                     UpstreamHTTPError(
                         "The upstream provider rejected the gateway's credential.", status=502

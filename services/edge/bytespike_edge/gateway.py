@@ -20,12 +20,14 @@ from bytespike_common.errors import (
     ProviderNotConfigured,
 )
 from bytespike_common.routing import RouteIndex
+from bytespike_edge import observability
 from bytespike_edge.call import CallContext
 from bytespike_edge.control.auth import Authenticator
 from bytespike_edge.control.metering import Admitter
 from bytespike_edge.control.routes import RouteWatcher
 from bytespike_edge.control.usage import UsagePublisher
 from bytespike_edge.health import BreakerPolicy, HealthBoard
+from bytespike_edge.media import MediaFetcher
 from bytespike_edge.settings import Settings
 from bytespike_edge.upstream.client import Timeouts, Upstream
 
@@ -60,6 +62,9 @@ class Gateway:
         self.admitter = admitter
         self.upstream = upstream
         self.usage = usage
+        self.media = MediaFetcher(
+            settings.media_max_bytes, settings.media_fetch_timeout, settings.media_allow_private
+        )
         self.health = HealthBoard(
             BreakerPolicy(
                 window_seconds=settings.breaker_window,
@@ -95,6 +100,7 @@ class Gateway:
             raise NotFound(
                 f"The model '{name}' does not exist.", param="model", code="model_not_found"
             )
+        observability.note_model(model.id)
         if not self.allowed(principal, model.id):
             raise PermissionDenied(
                 f"This API key is not allowed to use the model '{model.id}'.",
@@ -174,4 +180,6 @@ class Gateway:
         )
 
     def finish(self, call: CallContext) -> None:
-        self.usage.submit(call.usage_event())
+        event = call.usage_event()
+        self.usage.submit(event)
+        observability.record_call(call, event.usage)

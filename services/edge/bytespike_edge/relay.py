@@ -41,6 +41,18 @@ class FrameHandler(Protocol):
         ...
 
 
+def frame_fields(frame: bytes) -> tuple[str | None, str | None]:
+    """The `event:` name and the joined `data:` of one SSE frame (None if it has no data)."""
+    event: str | None = None
+    data: list[str] = []
+    for line in frame.splitlines():
+        if line.startswith(b"data:"):
+            data.append(line[6:].decode() if line[5:6] == b" " else line[5:].decode())
+        elif line.startswith(b"event:"):
+            event = line[6:].strip().decode()
+    return event, "\n".join(data) if data else None
+
+
 def split_frames(buffer: bytearray) -> list[bytes]:
     """Removes and returns the complete SSE frames at the start of `buffer`."""
     frames: list[bytes] = []
@@ -62,9 +74,7 @@ def split_frames(buffer: bytearray) -> list[bytes]:
     return frames
 
 
-async def _ticking(
-    chunks: AsyncIterator[bytes], interval: float
-) -> AsyncIterator[bytes | None]:
+async def _ticking(chunks: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes | None]:
     """The chunks, with None each time `interval` seconds pass without one."""
     iterator = aiter(chunks)
     pending: asyncio.Future[bytes] = asyncio.ensure_future(anext(iterator))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 import nats.errors
 from google.protobuf.message import DecodeError
@@ -19,17 +20,19 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bytespike.usage.v1 import usage_pb2
-from bytespike_metering.store import MeteringStore
+from bytespike_common import telemetry
 
 log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
+# Records a batch and returns how many events were new.
+Settle = Callable[[Sequence[usage_pb2.UsageEvent]], Awaitable[int]]
 
 
 class UsageConsumer:
     def __init__(
         self,
         js: JetStreamContext,
-        store: MeteringStore,
+        settle: Settle,
         *,
         stream: str,
         subject_prefix: str,
@@ -37,7 +40,7 @@ class UsageConsumer:
         batch_size: int,
     ) -> None:
         self._js = js
-        self._store = store
+        self._settle = settle
         self._stream = stream
         self._subject = f"{subject_prefix}.>"
         self._durable = durable
@@ -62,7 +65,13 @@ class UsageConsumer:
             while True:
                 try:
                     messages = await subscription.fetch(self._batch_size, timeout=1)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):
+                    # No events within the pull's timeout (nats-py raises either class).
+                    continue
+                except nats.errors.Error as exc:
+                    # A reconnecting client: keep pulling once it is back.
+                    log.warning("usage pull failed (%r); retrying", exc)
+                    await asyncio.sleep(RETRY_DELAY)
                     continue
                 await self._handle(messages)
         finally:
@@ -89,7 +98,8 @@ class UsageConsumer:
             events.append(event)
             good.append(message)
         try:
-            self.settled += await self._store.settle(events)
+            with telemetry.consume_spans(good, self._stream, self._durable):
+                self.settled += await self._settle(events)
         except Exception:
             log.exception("settling %d usage events failed; they will be redelivered", len(events))
             for message in good:

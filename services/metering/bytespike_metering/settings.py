@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from bytespike_common.messaging import USAGE_STREAM, USAGE_SUBJECT_PREFIX
@@ -13,6 +14,8 @@ class Settings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = 50053
+    # Prometheus /metrics (0 = off).
+    metrics_port: int = 9093
     database_url: str = "sqlite:///.data/metering.db"
     nats_url: str = shared_field(PREFIX, "nats_url", "nats://127.0.0.1:4222")
     usage_stream: str = shared_field(PREFIX, "usage_stream", USAGE_STREAM)
@@ -20,5 +23,19 @@ class Settings(ServiceSettings):
     consumer_name: str = "metering"
     # Events fetched per pull; settled in one transaction.
     batch_size: int = 256
+    # The router whose WatchRoutes stream carries the rate card (prices, group multipliers).
+    router_target: str = "127.0.0.1:50052"
     # A hold no usage event settles within this time is released by the sweeper.
-    hold_ttl_seconds: int = 3600
+    hold_ttl_seconds: int = Field(3600, gt=0)
+    sweep_interval_seconds: float = Field(60.0, gt=0)
+    # Throttling windows: empty = in this process (one replica); a Redis URL = shared by
+    # every replica.
+    redis_url: str = ""
+    redis_prefix: str = "bytespike:metering"
+    # Length of the RPM/TPM sliding window.
+    window_seconds: int = Field(60, gt=0)
+    # Concurrent requests per account across all its keys (0 = unlimited).
+    account_concurrency: int = Field(0, ge=0)
+    # Micro-credits granted (as a "grant" ledger row) to an account the first time metering
+    # sees it. 0 in production: accounts start empty and are topped up by an operator.
+    initial_credit: int = Field(0, ge=0)

@@ -1,120 +1,133 @@
-"""Holds and usage records in SQL."""
+"""Balances and holds in SQL: the write path every money-changing operation goes through.
+
+Every write is one transaction that keeps the invariants of `schema` (balance = sum of the
+ledger, held = sum of open holds). How concurrent writers are kept apart, by backend:
+
+- **SQLite**: one writer at a time. Every write transaction in this process takes one
+  asyncio lock, so SQLite's own file lock is never contended (no `database is locked`,
+  no deferred-transaction upgrade failures). SQLite therefore means one metering replica.
+- **PostgreSQL**: row locks. Admission reads the balance rows it reserves from with
+  `SELECT … FOR UPDATE` (see `holds`); settlement, expiry and credits change balances
+  with relative `UPDATE`s. Every transaction that touches several accounts locks their
+  rows in sorted order, so transactions cannot deadlock each other, and any number of
+  metering replicas can share the database.
+
+An account's balance row is created the first time metering sees the account, with the
+configured initial grant written to the ledger in the same transaction.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bytespike.usage.v1 import usage_pb2
 from bytespike_common.db import insert_ignoring_duplicates
-from bytespike_common.ids import new_id
-from bytespike_metering.schema import holds, usage_records
+from bytespike_metering.schema import balances, holds, ledger, usage_records
 
 OPEN, SETTLED, EXPIRED = "open", "settled", "expired"
+GRANT, USAGE, TOP_UP, ADJUSTMENT = "grant", "usage", "top_up", "adjustment"
+# Accounts whose balance row is known to exist; beyond this many, forget and re-check.
+KNOWN_ACCOUNTS_MAX = 100_000
 
 
-def _now() -> dt.datetime:
+def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _usage_row(event: usage_pb2.UsageEvent, recorded_at: dt.datetime) -> dict[str, Any]:
-    usage = event.usage
-    return {
-        "request_id": event.request_id,
-        "account_id": event.account_id,
-        "key_id": event.key_id,
-        "group_name": event.group,
-        "model": event.model,
-        "provider_id": event.provider_id,
-        "deployment_id": event.deployment_id,
-        "client_protocol": event.client_protocol,
-        "upstream_protocol": event.upstream_protocol,
-        "stream": event.stream,
-        "input_tokens": usage.input_tokens,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "output_tokens": usage.output_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "estimated": usage.estimated,
-        "status_code": event.status_code,
-        "finish_reason": event.finish_reason,
-        "error_cause": event.error_cause,
-        "client_disconnected": event.client_disconnected,
-        "started_at": event.started_at.ToDatetime(dt.UTC) if event.HasField("started_at") else None,
-        "recorded_at": recorded_at,
-    }
+@dataclass(frozen=True, slots=True)
+class ReleasedHold:
+    """A hold closed by settlement or expiry: what to give back to the limiter."""
+
+    request_id: str
+    account_id: str
+    key_id: str
+    amount: int
+    estimated_tokens: int
 
 
 class MeteringStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, *, initial_credit: int = 0) -> None:
+        self.engine = engine
+        self._initial_credit = initial_credit
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._writer = asyncio.Lock()
+        self._known: set[str] = set()
 
-    async def open_hold(
-        self,
-        *,
-        request_id: str,
-        account_id: str,
-        key_id: str,
-        model: str,
-        amount: int,
-        ttl: dt.timedelta,
-    ) -> str:
-        """Opens the hold for a request; a retried Admit for the same request gets the same hold."""
-        now = _now()
-        hold_id = new_id("hold")
-        async with self._engine.begin() as conn:
-            statement = insert_ignoring_duplicates(holds, conn).values(
-                id=hold_id,
-                request_id=request_id,
-                account_id=account_id,
-                key_id=key_id,
-                model=model,
-                amount=amount,
-                status=OPEN,
-                created_at=now,
-                expires_at=now + ttl,
-            )
-            await conn.execute(statement)
-            existing = await conn.scalar(
-                sa.select(holds.c.id).where(holds.c.request_id == request_id)
-            )
-        return str(existing)
+    def _lock(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        # SQLite: one writer. PostgreSQL: the database's row locks, taken in sorted order.
+        return self._writer if self._sqlite else contextlib.nullcontext()
 
-    async def settle(self, events: Sequence[usage_pb2.UsageEvent]) -> int:
-        """Records a batch of usage events and releases their holds, in one transaction.
+    @contextlib.asynccontextmanager
+    async def write(self, *account_ids: str) -> AsyncIterator[AsyncConnection]:
+        """A write transaction with the accounts' balance rows guaranteed to exist."""
+        accounts = sorted(set(account_ids))
+        async with self._lock():
+            async with self.engine.begin() as conn:
+                fresh = [a for a in accounts if a not in self._known]
+                for account_id in fresh:
+                    await self._open_account(conn, account_id)
+                yield conn
+            if len(self._known) > KNOWN_ACCOUNTS_MAX:
+                self._known.clear()
+            self._known.update(fresh)
 
-        Returns how many events were new; replays are ignored by the primary key.
-        """
-        if not events:
-            return 0
-        now = _now()
-        async with self._engine.begin() as conn:
-            rows = [_usage_row(event, now) for event in events]
-            result = await conn.execute(insert_ignoring_duplicates(usage_records, conn), rows)
+    async def _open_account(self, conn: AsyncConnection, account_id: str) -> None:
+        now = now_utc()
+        statement = insert_ignoring_duplicates(balances, conn).values(
+            account_id=account_id,
+            balance=self._initial_credit,
+            held=0,
+            disabled=False,
+            updated_at=now,
+        )
+        if (await conn.execute(statement)).rowcount == 1 and self._initial_credit:
             await conn.execute(
-                holds.update()
-                .where(holds.c.request_id.in_([e.request_id for e in events]))
-                .where(holds.c.status == OPEN)
-                .values(status=SETTLED, settled_at=now)
+                ledger.insert().values(
+                    account_id=account_id,
+                    kind=GRANT,
+                    amount=self._initial_credit,
+                    idempotency_key=f"grant:{account_id}",
+                    reason="initial credit",
+                    actor="metering",
+                    created_at=now,
+                )
             )
-        return max(result.rowcount, 0)
 
-    async def expire_holds(self) -> int:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                holds.update()
-                .where(holds.c.status == OPEN)
-                .where(holds.c.expires_at < _now())
-                .values(status=EXPIRED)
-            )
-        return result.rowcount
+    async def expire_holds(self, now: dt.datetime | None = None) -> list[ReleasedHold]:
+        """Releases every open hold past its expiry; returns them for the limiter."""
+        now = now or now_utc()
+        async with self.write() as conn:
+            rows = (
+                await conn.execute(
+                    holds.update()
+                    .where(holds.c.status == OPEN)
+                    .where(holds.c.expires_at < now)
+                    .values(status=EXPIRED, settled_at=now)
+                    .returning(*_RELEASED_COLUMNS)
+                )
+            ).all()
+            released = [ReleasedHold(*row) for row in rows]
+            await release_held(conn, released, now)
+        return released
+
+    # Reads, for the admin API and tests.
+
+    async def balance(self, account_id: str) -> dict[str, Any]:
+        async with self.write(account_id) as conn:
+            row = (
+                await conn.execute(balances.select().where(balances.c.account_id == account_id))
+            ).one()
+        return dict(row._mapping)
 
     async def usage(self, request_id: str) -> dict[str, Any] | None:
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
                     usage_records.select().where(usage_records.c.request_id == request_id)
@@ -123,8 +136,64 @@ class MeteringStore:
         return dict(row._mapping) if row else None
 
     async def hold_status(self, request_id: str) -> str | None:
-        async with self._engine.connect() as conn:
+        async with self.engine.connect() as conn:
             value = await conn.scalar(
                 sa.select(holds.c.status).where(holds.c.request_id == request_id)
             )
         return None if value is None else str(value)
+
+    async def audit(self, account_id: str) -> dict[str, int]:
+        """The account's balance and held next to the sums they must equal."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(balances.c.balance, balances.c.held).where(
+                        balances.c.account_id == account_id
+                    )
+                )
+            ).one()
+            ledger_sum = await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(ledger.c.amount), 0)).where(
+                    ledger.c.account_id == account_id
+                )
+            )
+            held_sum = await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(holds.c.amount), 0))
+                .where(holds.c.account_id == account_id)
+                .where(holds.c.status == OPEN)
+            )
+        return {
+            "balance": int(row.balance),
+            "ledger_sum": int(ledger_sum or 0),
+            "held": int(row.held),
+            "open_holds_sum": int(held_sum or 0),
+        }
+
+
+_RELEASED_COLUMNS = (
+    holds.c.request_id,
+    holds.c.account_id,
+    holds.c.key_id,
+    holds.c.amount,
+    holds.c.estimated_tokens,
+)
+
+
+async def release_held(
+    conn: AsyncConnection, released: Iterable[ReleasedHold], now: dt.datetime
+) -> None:
+    """Takes closed holds' amounts off their accounts' `held`, rows in sorted order."""
+    per_account: dict[str, int] = {}
+    for hold in released:
+        per_account[hold.account_id] = per_account.get(hold.account_id, 0) + hold.amount
+    for account_id in sorted(per_account):
+        if per_account[account_id]:
+            await conn.execute(
+                balances.update()
+                .where(balances.c.account_id == account_id)
+                .values(held=balances.c.held - per_account[account_id], updated_at=now)
+            )
+
+
+def released_columns() -> tuple[Any, ...]:
+    return _RELEASED_COLUMNS

@@ -12,6 +12,8 @@ class Settings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = 50052
+    # Prometheus /metrics (0 = off).
+    metrics_port: int = 9092
     catalog_path: str = "catalog/catalog.yaml"
     # Reload the catalog when the file changes (a mounted ConfigMap is a changing file too).
     watch_catalog: bool = True

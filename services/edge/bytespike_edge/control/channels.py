@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import grpc
 
+from bytespike_common import grpc_telemetry
+
 # Keepalives detect a dead peer behind a silent TCP connection (pod gone, NAT timeout).
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 20_000),
@@ -15,4 +17,6 @@ CHANNEL_OPTIONS = [
 
 
 def open_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(
+        target, options=CHANNEL_OPTIONS, interceptors=grpc_telemetry.client_interceptors()
+    )

@@ -15,6 +15,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from bytespike.usage.v1 import usage_pb2
+from bytespike_common import telemetry
 from bytespike_common.errors import DependencyUnavailable
 from bytespike_common.messaging import usage_subject
 
@@ -30,7 +31,10 @@ class UsagePublisher:
         self._js = js
         self._stream = stream
         self._prefix = subject_prefix
-        self._queue: asyncio.Queue[usage_pb2.UsageEvent] = asyncio.Queue(max_pending)
+        # Each event with its request's trace context (W3C headers), captured at submit.
+        self._queue: asyncio.Queue[tuple[usage_pb2.UsageEvent, dict[str, str]]] = asyncio.Queue(
+            max_pending
+        )
         self._workers: list[asyncio.Task[None]] = []
         self.published = 0
 
@@ -46,7 +50,7 @@ class UsagePublisher:
 
     def submit(self, event: usage_pb2.UsageEvent) -> None:
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((event, telemetry.trace_headers()))
         except asyncio.QueueFull:
             # Admission checks capacity first; reaching this means a burst raced past it.
             log.error("usage queue full; event for %s logged only", event.request_id)
@@ -58,16 +62,23 @@ class UsagePublisher:
 
     async def _work(self) -> None:
         while True:
-            event = await self._queue.get()
+            event, trace = await self._queue.get()
             try:
-                await self._publish(event)
+                await self._publish(event, trace)
             finally:
                 self._queue.task_done()
 
-    async def _publish(self, event: usage_pb2.UsageEvent) -> None:
-        data = event.SerializeToString()
+    async def _publish(self, event: usage_pb2.UsageEvent, trace: dict[str, str]) -> None:
         subject = usage_subject(event.account_id, self._prefix)
-        headers = {"Nats-Msg-Id": event.request_id}
+        with telemetry.publish_span(subject, self._stream, event.request_id, trace) as context:
+            await self._publish_until_acked(
+                event, subject, {"Nats-Msg-Id": event.request_id, **context}
+            )
+
+    async def _publish_until_acked(
+        self, event: usage_pb2.UsageEvent, subject: str, headers: dict[str, str]
+    ) -> None:
+        data = event.SerializeToString()
         backoff = 0.05
         while True:
             try:

@@ -29,10 +29,11 @@ def _last_user_text(body: Mapping[str, Any]) -> str:
                 return content
             if isinstance(content, list):
                 return " ".join(
-                    part.get("text", "")
+                    str(part.get("text", ""))
                     for part in content
                     if isinstance(part, dict) and part.get("type") == "text"
                 )
+            return ""
     return ""
 
 
@@ -61,9 +62,18 @@ class MockUpstream:
             error = {"error": {"message": f"mock: no route {url}", "type": "invalid_request_error"}}
             return MockResponse(404, [orjson.dumps(error)], "application/json")
         request = orjson.loads(body)
+        messages = request.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            error = {
+                "error": {
+                    "message": "messages must be a list of objects",
+                    "type": "invalid_request_error",
+                }
+            }
+            return MockResponse(400, [orjson.dumps(error)], "application/json")
         text = _last_user_text(request)
         answer = f"echo: {text}" if text else "echo: (no user text)"
-        prompt_text = " ".join(str(m.get("content", "")) for m in request.get("messages") or [])
+        prompt_text = " ".join(str(m.get("content", "")) for m in messages)
         usage = {
             "prompt_tokens": _estimate_tokens(prompt_text),
             "completion_tokens": _estimate_tokens(answer),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from bytespike.router.v1 import router_pb2
+from bytespike_edge.translate.ir import WireProtocol
 
 CHAT_PATH = "/chat/completions"
 MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
 def request_headers(provider: router_pb2.Provider, credential: str) -> dict[str, str]:
@@ -21,6 +23,17 @@ def request_headers(provider: router_pb2.Provider, credential: str) -> dict[str,
     return headers
 
 
-def gemini_path(upstream_model: str, stream: bool) -> str:
-    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+def gemini_path(upstream_model: str, method: str) -> str:
     return f"/v1beta/models/{upstream_model}:{method}"
+
+
+def upstream_url(
+    provider: router_pb2.Provider, protocol: WireProtocol, upstream_model: str, stream: bool
+) -> str:
+    """Where a generation request goes; Gemini streams are always asked for as SSE."""
+    if protocol == WireProtocol.OPENAI:
+        return provider.base_url + CHAT_PATH
+    if protocol == WireProtocol.ANTHROPIC:
+        return provider.base_url + MESSAGES_PATH
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return provider.base_url + gemini_path(upstream_model, method)

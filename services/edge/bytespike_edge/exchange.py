@@ -1,0 +1,366 @@
+"""Serving one generation request: any client protocol through any upstream protocol.
+
+Same protocol in and out is a **passthrough**: the client's body is forwarded with only the
+model rewritten (the OpenAI stream also asks for usage), and the answer is relayed as it
+arrives while the protocol's sniffer reads usage from it — unknown and future fields
+survive untouched, and no frame is re-encoded. Different protocols go through the IR: the
+client codec decodes once (lazily, only if some deployment needs it), the upstream codec
+encodes per attempt (failover may cross protocols), and the answer is decoded by the
+upstream codec and re-encoded by the client codec, streams event by event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from bytespike.auth.v1 import auth_pb2
+from bytespike.router.v1 import router_pb2
+from bytespike_common.errors import GatewayError, UpstreamHTTPError
+from bytespike_edge.call import CallContext
+from bytespike_edge.failover import Attempts, Opened, Prepared
+from bytespike_edge.gateway import Gateway, Target
+from bytespike_edge.relay import FrameHandler, frame_fields, relay_stream
+from bytespike_edge.translate.codec import Codec, StreamDecoder, StreamEncoder, UsageSniffer
+from bytespike_edge.translate.context import TranslationContext, parts_needing_fetch
+from bytespike_edge.translate.ir import Finish, IRRequest, StreamError, UsageUpdate, WireProtocol
+from bytespike_edge.translate.registry import codec_for
+from bytespike_edge.translate.sse import SSEParser
+from bytespike_edge.upstream.wire import request_headers, upstream_url
+
+PROTOCOLS = {
+    router_pb2.PROTOCOL_OPENAI: WireProtocol.OPENAI,
+    router_pb2.PROTOCOL_ANTHROPIC: WireProtocol.ANTHROPIC,
+    router_pb2.PROTOCOL_GEMINI: WireProtocol.GEMINI,
+}
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def protocol_of(target: Target) -> WireProtocol:
+    return PROTOCOLS[target.provider.protocol]
+
+
+def native_finish_reason(protocol: WireProtocol, body: Any) -> str:
+    """The vendor's own finish reason from a response body or stream chunk, if it has one."""
+    if not isinstance(body, dict):
+        return ""
+    if protocol == WireProtocol.ANTHROPIC:
+        delta = body.get("delta")
+        reason = body.get("stop_reason") or (
+            delta.get("stop_reason") if isinstance(delta, dict) else None
+        )
+    else:
+        choices = body.get("choices" if protocol == WireProtocol.OPENAI else "candidates")
+        first = choices[0] if isinstance(choices, list) and choices else {}
+        key = "finish_reason" if protocol == WireProtocol.OPENAI else "finishReason"
+        reason = first.get(key) if isinstance(first, dict) else None
+    return reason if isinstance(reason, str) else ""
+
+
+# Substrings that tell a passthrough frame carries a finish reason worth parsing for.
+_FINISH_MARKERS = {
+    WireProtocol.OPENAI: '"finish_reason":"',
+    WireProtocol.ANTHROPIC: '"stop_reason":"',
+    WireProtocol.GEMINI: '"finishReason"',
+}
+
+
+@dataclass(slots=True)
+class ClientRequest:
+    """What a protocol route learned from the wire before the shared flow takes over."""
+
+    protocol: WireProtocol
+    request_id: str
+    raw: bytes
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    max_output_tokens: int
+    # Extra headers for a same-vendor upstream (e.g. allow-listed `anthropic-beta`).
+    forward_headers: Mapping[str, str]
+    # Gemini `streamGenerateContent` without `?alt=sse`: one JSON array, streamed.
+    json_array_stream: bool = False
+
+
+class Exchange:
+    def __init__(
+        self,
+        gateway: Gateway,
+        client: ClientRequest,
+        principal: auth_pb2.Principal,
+        model: router_pb2.Model,
+    ) -> None:
+        self._gateway = gateway
+        self._client = client
+        self._principal = principal
+        self._model = model
+        self._codec: Codec = codec_for(client.protocol)
+        self._ir: IRRequest | None = None
+
+    @property
+    def ctx(self) -> TranslationContext | None:
+        return self._ir.ctx if self._ir is not None else None
+
+    def ir(self) -> IRRequest:
+        if self._ir is None:
+            self._ir = self._codec.decode_request(self._client.body)
+            # Gemini names the model and the stream flag in the URL, not the body.
+            self._ir.model = self._client.model
+            self._ir.stream = self._client.stream
+            if self._model.max_output_tokens:
+                self._ir.ctx.default_max_tokens = int(self._model.max_output_tokens)
+        return self._ir
+
+    def prepare(self, target: Target) -> Prepared:
+        upstream = protocol_of(target)
+        upstream_model = target.deployment.upstream_model
+        headers = request_headers(target.provider, target.credential)
+        if upstream == self._client.protocol:
+            body = self._codec.rewrite_model(self._client.body, upstream_model)
+            if upstream == WireProtocol.OPENAI and self._client.stream:
+                # The gateway always needs usage to bill, whether or not the client asked.
+                options = body.get("stream_options")
+                body["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+            headers.update(self._client.forward_headers)
+        else:
+            ir = self.ir()
+            body = codec_for(upstream).encode_request(ir, upstream_model)
+        return Prepared(
+            url=upstream_url(target.provider, upstream, upstream_model, self._client.stream),
+            headers=headers,
+            body=orjson.dumps(body),
+        )
+
+    def decode_error(
+        self, target: Target, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> GatewayError:
+        return codec_for(protocol_of(target)).decode_error(status, body, headers)
+
+    def _headers(self, call: CallContext) -> dict[str, str]:
+        headers = {"x-request-id": call.request_id}
+        ctx = self.ctx
+        if ctx is not None and ctx.warnings:
+            # What translation approximated or dropped, so callers can see it.
+            text = " ".join("; ".join(ctx.warnings).split())[:2000]
+            headers["x-bytespike-warning"] = text.encode("ascii", "replace").decode()
+        return headers
+
+    async def serve(self, call: CallContext, targets: list[Target]) -> Response:
+        try:
+            opened = await Attempts(self._gateway, call).open(
+                targets, self.prepare, self.decode_error, stream=self._client.stream
+            )
+        except GatewayError as exc:
+            call.status_code, call.error_cause = exc.status, exc.cause
+            self._gateway.finish(call)
+            raise
+        except BaseException:
+            call.error_cause = "internal"
+            self._gateway.finish(call)
+            raise
+        call.status_code = 200
+        if self._client.stream:
+            return self._stream(opened, call)
+        try:
+            return await self._whole(opened, call)
+        finally:
+            self._gateway.finish(call)
+
+    async def _whole(self, opened: Opened, call: CallContext) -> Response:
+        response = opened.response
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        call.mark_first_byte()
+        upstream = protocol_of(opened.target)
+        try:
+            parsed = orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            call.status_code, call.error_cause = 502, "upstream_malformed"
+            raise UpstreamHTTPError(
+                "The upstream returned a malformed response.", status=502
+            ) from exc
+        headers = self._headers(call)
+        if upstream == self._client.protocol:
+            call.usage = self._codec.sniff_usage(parsed)
+            call.finish_reason = native_finish_reason(upstream, parsed)
+            return Response(content, 200, headers, media_type="application/json")
+        answer = codec_for(upstream).decode_response(parsed, self.ctx)
+        call.usage = answer.usage
+        call.finish_reason = answer.finish_reason.value
+        encoded = self._codec.encode_response(answer, self._model.id, self.ctx)
+        return Response(orjson.dumps(encoded), 200, headers, media_type="application/json")
+
+    def _stream(self, opened: Opened, call: CallContext) -> Response:
+        upstream = protocol_of(opened.target)
+        encoder = self._codec.stream_encoder(self._model.id, self.ctx)
+        handler: FrameHandler
+        if upstream == self._client.protocol:
+            sniffer = self._codec.usage_sniffer(self._client.body)
+            handler = PassthroughFrames(upstream, sniffer, encoder, call)
+        else:
+            decoder = codec_for(upstream).stream_decoder(self.ctx)
+            handler = TranslatedFrames(decoder, encoder, call)
+        media_type = "text/event-stream"
+        if self._client.json_array_stream:
+            handler, media_type = JsonArrayFrames(handler), "application/json"
+        frames = relay_stream(
+            opened.chunks,
+            opened.response,
+            call,
+            handler=handler,
+            on_done=self._gateway.finish,
+            keepalive_interval=self._gateway.settings.stream_keepalive,
+        )
+        headers = {**SSE_HEADERS, **self._headers(call)}
+        return StreamingResponse(frames, media_type=media_type, headers=headers)
+
+
+class PassthroughFrames:
+    """Relays frames untouched (or drops one the sniffer says the client did not ask for)."""
+
+    def __init__(
+        self,
+        protocol: WireProtocol,
+        sniffer: UsageSniffer,
+        encoder: StreamEncoder,
+        call: CallContext,
+    ) -> None:
+        self._protocol = protocol
+        self._finish_marker = _FINISH_MARKERS[protocol]
+        self._sniffer = sniffer
+        self._encoder = encoder
+        self._call = call
+
+    def frame(self, frame: bytes) -> bytes:
+        event, data = frame_fields(frame)
+        if data is None:
+            return frame
+        if self._finish_marker in data and not self._call.finish_reason:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                self._call.finish_reason = native_finish_reason(self._protocol, orjson.loads(data))
+        keep = self._sniffer.feed(event, data)
+        usage = self._sniffer.usage
+        if usage is not None:
+            self._call.usage = usage
+        return frame if keep else b""
+
+    def end(self) -> bytes:
+        return b""
+
+    def error(self, err: GatewayError) -> bytes:
+        return self._encoder.error(err)
+
+    def keepalive(self) -> bytes:
+        return self._encoder.keepalive()
+
+
+class TranslatedFrames:
+    """Upstream frames → IR events → client frames, with usage and finish kept on the call."""
+
+    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder, call: CallContext) -> None:
+        self._parser = SSEParser()
+        self._decoder = decoder
+        self._encoder = encoder
+        self._call = call
+
+    def _encode(self, events: list[Any]) -> bytes:
+        out = bytearray()
+        for event in events:
+            if isinstance(event, UsageUpdate):
+                self._call.usage = event.usage
+            elif isinstance(event, Finish):
+                self._call.finish_reason = event.reason.value
+                if event.usage is not None:
+                    self._call.usage = event.usage
+            elif isinstance(event, StreamError):
+                self._call.error_cause = event.error.cause
+            out += self._encoder.encode(event)
+        usage = self._decoder.usage
+        if usage is not None:
+            self._call.usage = usage
+        return bytes(out)
+
+    def frame(self, frame: bytes) -> bytes:
+        events: list[Any] = []
+        for sse in self._parser.feed(frame):
+            events += self._decoder.feed(sse.event, sse.data)
+        return self._encode(events)
+
+    def end(self) -> bytes:
+        return self._encode(self._decoder.close())
+
+    def error(self, err: GatewayError) -> bytes:
+        return self._encoder.error(err)
+
+    def keepalive(self) -> bytes:
+        return self._encoder.keepalive()
+
+
+class JsonArrayFrames:
+    """Gemini's non-SSE stream: the same chunks as elements of one JSON array."""
+
+    def __init__(self, inner: FrameHandler) -> None:
+        self._inner = inner
+        self._opened = False
+
+    def _elements(self, sse: bytes) -> bytes:
+        out = bytearray()
+        for frame in sse.split(b"\n\n"):
+            _, data = frame_fields(frame)
+            if data is None:
+                continue
+            out += b",\r\n" if self._opened else b"["
+            self._opened = True
+            out += data.encode()
+        return bytes(out)
+
+    def frame(self, frame: bytes) -> bytes:
+        return self._elements(self._inner.frame(frame))
+
+    def end(self) -> bytes:
+        tail = self._elements(self._inner.end())
+        return tail + (b"]" if self._opened else b"[]")
+
+    def error(self, err: GatewayError) -> bytes:
+        return self._elements(self._inner.error(err)) + b"]"
+
+    def keepalive(self) -> bytes:
+        # Whitespace is valid anywhere between JSON tokens.
+        return b"\n"
+
+
+async def serve_generation(
+    gateway: Gateway, client: ClientRequest, principal: auth_pb2.Principal
+) -> Response:
+    """The shared flow every generation route ends in (after it authenticated the caller)."""
+    model = gateway.resolve_model(client.model, principal)
+    targets = gateway.targets(model)
+    exchange = Exchange(gateway, client, principal, model)
+    foreign = {protocol_of(t) for t in targets} - {client.protocol}
+    if foreign:
+        # Validate up front: a request the IR cannot express fails before admission.
+        ir = exchange.ir()
+        needed = {id(p): p for up in foreign for p in parts_needing_fetch(ir, up)}
+        if needed:
+            await gateway.media.inline(list(needed.values()))
+    call = await gateway.open_call(
+        request_id=client.request_id,
+        client_protocol=client.protocol.value,
+        principal=principal,
+        model=model,
+        target=targets[0],
+        stream=client.stream,
+        request_bytes=len(client.raw),
+        max_output_tokens=client.max_output_tokens,
+    )
+    return await exchange.serve(call, targets)

@@ -1,0 +1,217 @@
+"""Opening holds: the single writer that turns concurrent Admits into one transaction each batch.
+
+Admits do not each open a transaction. They queue; one writer task per process takes
+everything queued and decides it in one transaction, in arrival order:
+
+1. lock the batch's balance rows (`SELECT … FOR UPDATE` on PostgreSQL, in account order;
+   SQLite's single-writer lock in `store`),
+2. in Python, walk the batch: a request is admitted only if `balance - held` still covers
+   its amount after the requests before it; zero-cost requests need no credit,
+3. insert the admitted holds (`ON CONFLICT (request_id) DO NOTHING`: a retried Admit
+   finds its first hold and reserves nothing more),
+4. add each account's newly held total to `balances.held` and commit.
+
+So 50 concurrent Admits against credit for 10 admit exactly 10, whether they land in one
+batch, many batches, or on several replicas sharing PostgreSQL; and a burst costs one
+commit rather than one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bytespike_common.db import insert_ignoring_duplicates
+from bytespike_common.ids import new_id
+from bytespike_metering.schema import balances, holds
+from bytespike_metering.store import OPEN, MeteringStore, now_utc
+
+log = logging.getLogger(__name__)
+# Admits decided per transaction at most.
+MAX_BATCH = 256
+
+
+class HoldResult(enum.Enum):
+    OPENED = "opened"
+    # A retried Admit: the request already has a hold.
+    EXISTING = "existing"
+    INSUFFICIENT_CREDIT = "insufficient_credit"
+    ACCOUNT_DISABLED = "account_disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldOutcome:
+    result: HoldResult
+    hold_id: str = ""
+    amount: int = 0
+    # balance - held when refused for credit.
+    available: int = 0
+
+
+@dataclass(eq=False)
+class HoldRequest:
+    request_id: str
+    account_id: str
+    key_id: str
+    model: str
+    amount: int
+    estimated_tokens: int
+    ttl: dt.timedelta
+    hold_id: str = field(default_factory=lambda: new_id("hold"))
+    future: asyncio.Future[HoldOutcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class _Account:
+    balance: int
+    held: int
+    disabled: bool
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held - self.reserved
+
+
+class HoldWriter:
+    def __init__(self, store: MeteringStore) -> None:
+        self._store = store
+        self._queue: list[HoldRequest] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def open_hold(
+        self,
+        *,
+        request_id: str,
+        account_id: str,
+        key_id: str,
+        model: str,
+        amount: int,
+        estimated_tokens: int,
+        ttl: dt.timedelta,
+    ) -> HoldOutcome:
+        """Reserves `amount` of the account's available credit and opens the request's hold."""
+        request = HoldRequest(request_id, account_id, key_id, model, amount, estimated_tokens, ttl)
+        self._queue.append(request)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="hold-writer")
+        return await request.future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                outcomes = await self._decide(batch)
+            except Exception as exc:
+                log.warning("opening %d holds failed: %r", len(batch), exc)
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            for request, outcome in zip(batch, outcomes, strict=True):
+                if not request.future.done():
+                    request.future.set_result(outcome)
+
+    async def _decide(self, batch: Sequence[HoldRequest]) -> list[HoldOutcome]:
+        now = now_utc()
+        async with self._store.write(*(r.account_id for r in batch)) as conn:
+            accounts = await _lock_accounts(conn, sorted({r.account_id for r in batch}))
+            outcomes: dict[int, HoldOutcome] = {}
+            admitted: list[HoldRequest] = []
+            for index, request in enumerate(batch):
+                account = accounts[request.account_id]
+                if account.disabled:
+                    outcomes[index] = HoldOutcome(HoldResult.ACCOUNT_DISABLED)
+                elif request.amount > 0 and account.available < request.amount:
+                    outcomes[index] = HoldOutcome(
+                        HoldResult.INSUFFICIENT_CREDIT, available=account.available
+                    )
+                else:
+                    account.reserved += request.amount
+                    admitted.append(request)
+            inserted = await _insert_holds(conn, admitted, now)
+            existing = await _existing_holds(
+                conn, [r.request_id for r in admitted if r.hold_id not in inserted]
+            )
+            for index, request in enumerate(batch):
+                if index in outcomes:
+                    continue
+                if request.hold_id in inserted:
+                    outcomes[index] = HoldOutcome(
+                        HoldResult.OPENED, request.hold_id, request.amount
+                    )
+                else:
+                    accounts[request.account_id].reserved -= request.amount
+                    hold_id, amount = existing[request.request_id]
+                    outcomes[index] = HoldOutcome(HoldResult.EXISTING, hold_id, amount)
+            await _reserve(conn, accounts, now)
+        return [outcomes[i] for i in range(len(batch))]
+
+
+async def _lock_accounts(conn: AsyncConnection, account_ids: list[str]) -> dict[str, _Account]:
+    rows = await conn.execute(
+        sa.select(balances.c.account_id, balances.c.balance, balances.c.held, balances.c.disabled)
+        .where(balances.c.account_id.in_(account_ids))
+        .order_by(balances.c.account_id)
+        .with_for_update()
+    )
+    return {row.account_id: _Account(row.balance, row.held, bool(row.disabled)) for row in rows}
+
+
+async def _insert_holds(
+    conn: AsyncConnection, admitted: Sequence[HoldRequest], now: dt.datetime
+) -> set[str]:
+    """Inserts the holds; returns the ids of those that were new."""
+    if not admitted:
+        return set()
+    rows: list[dict[str, Any]] = [
+        {
+            "id": r.hold_id,
+            "request_id": r.request_id,
+            "account_id": r.account_id,
+            "key_id": r.key_id,
+            "model": r.model,
+            "amount": r.amount,
+            "estimated_tokens": r.estimated_tokens,
+            "status": OPEN,
+            "created_at": now,
+            "expires_at": now + r.ttl,
+            "settled_at": None,
+        }
+        for r in admitted
+    ]
+    result = await conn.execute(insert_ignoring_duplicates(holds, conn).returning(holds.c.id), rows)
+    return set(result.scalars().all())
+
+
+async def _existing_holds(
+    conn: AsyncConnection, request_ids: list[str]
+) -> dict[str, tuple[str, int]]:
+    if not request_ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(holds.c.request_id, holds.c.id, holds.c.amount).where(
+            holds.c.request_id.in_(request_ids)
+        )
+    )
+    return {row.request_id: (row.id, row.amount) for row in rows}
+
+
+async def _reserve(conn: AsyncConnection, accounts: dict[str, _Account], now: dt.datetime) -> None:
+    for account_id in sorted(accounts):
+        if reserved := accounts[account_id].reserved:
+            await conn.execute(
+                balances.update()
+                .where(balances.c.account_id == account_id)
+                .values(held=balances.c.held + reserved, updated_at=now)
+            )
