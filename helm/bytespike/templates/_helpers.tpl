@@ -246,4 +246,7 @@ livenessProbe:
 {{- if and (not (include "bytespike.hasDatabase" .)) (or (gt (int .Values.auth.replicaCount) 1) (gt (int .Values.metering.replicaCount) 1)) }}
 {{- fail "auth and metering on SQLite keep their data in the pod: run one replica each, or set database.* PostgreSQL DSNs" }}
 {{- end }}
+{{- if and (gt (int .Values.metering.replicaCount) 1) (not .Values.metering.redisUrl) }}
+{{- fail "several metering replicas need shared throttling windows: set metering.redisUrl" }}
+{{- end }}
 {{- end }}
