@@ -65,10 +65,7 @@ def public_catalog(public: FastAPI) -> CatalogSource:
 
 
 def create_admin_app(
-    settings: Settings,
-    catalog_source: CatalogSource,
-    auth_channel: grpc.aio.Channel | None = None,
-    metering_channel: grpc.aio.Channel | None = None,
+    settings: Settings, catalog_source: CatalogSource, auth_channel: grpc.aio.Channel | None = None
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,10 +75,8 @@ def create_admin_app(
                 channel = open_channel(settings.auth_target)
                 stack.push_async_callback(channel.close)
             app.state.auth_admin = AuthAdmin(channel, settings.admin_rpc_timeout)
-            metering = metering_channel
-            if metering is None:
-                metering = open_channel(settings.metering_target)
-                stack.push_async_callback(metering.close)
+            metering = open_channel(settings.metering_target)
+            stack.push_async_callback(metering.close)
             app.state.metering_admin = MeteringAdmin(metering, settings.admin_rpc_timeout)
             yield
 

@@ -14,7 +14,8 @@ micro-credits (`_micro`); no float ever holds money. Metering unreachable is 503
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.exceptions import RequestValidationError
@@ -114,7 +115,7 @@ def usage_row_out(row: metering_pb2.UsageRow) -> schemas.UsageRow:
 
 async def _credit(
     metering: MeteringAdmin,
-    method: Any,
+    method: Callable[..., Awaitable[metering_pb2.CreditResponse]],
     account: auth_pb2.Account,
     body: schemas.TopUp | schemas.Adjustment,
     *,
@@ -122,7 +123,7 @@ async def _credit(
     header_key: str | None,
     response: Response,
 ) -> schemas.CreditResult:
-    reply: metering_pb2.CreditResponse = await metering.call(
+    reply = await metering.call(
         method,
         metering_pb2.CreditRequest(
             account_id=account.id,

@@ -272,7 +272,9 @@ class TopUp(_Strict):
 
 
 class Adjustment(_Strict):
-    amount: AdjustmentCredits = Field(description="Signed: negative takes credit away.")
+    amount: AdjustmentCredits = Field(
+        description=f"{_CREDITS_DOC} Signed: a negative amount takes credit away."
+    )
     reason: Reason
     idempotency_key: IdempotencyKey | None = Field(None, description=_KEY_DOC)
 
