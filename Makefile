@@ -10,7 +10,7 @@ GEN_STAMP := gen/.generated
 DEV_STAMP := $(VENV)/.project-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test check lint typecheck proto install lock bench clean help
+.PHONY: run test check lint typecheck proto install lock bench bench-codecs clean help
 
 help:
 	@echo "make run    - start nats-server and the four services with a demo key (Ctrl-C stops)"
@@ -18,6 +18,7 @@ help:
 	@echo "make check  - ruff + mypy + tests (what CI runs, and more)"
 	@echo "make proto  - regenerate gen/ from proto/"
 	@echo "make lock   - re-resolve requirements.lock from pyproject.toml"
+	@echo "make bench  - the gateway's overhead against a direct call (bench-codecs: translation cost)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +64,9 @@ check: lint typecheck test
 
 bench: install
 	$(BIN)/python -m bench
+
+bench-codecs: install
+	$(BIN)/python -m bench.codecs
 
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
