@@ -162,5 +162,7 @@ async def test_label_values_are_bounded(suite: Suite) -> None:
             assert not {"key_id", "account_id", "account", "key", "path"} & labels.keys()
             if "route" in labels:
                 assert labels["route"] in ROUTES, labels
-            if labels.get("model"):
+            # Edge request metrics (other families in this process's registry come from
+            # other services' in-process tests, with their own catalogs).
+            if labels.get("model") and "protocol" in labels:
                 assert labels["model"] == MODEL, labels
