@@ -92,8 +92,8 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
             ),
             upstream=client,
             usage=usage,
+            nats=nc,
         )
-        gateway.nats = nc  # type: ignore[attr-defined]
         stack.push_async_callback(gateway.media.aclose)
         yield gateway
 
@@ -111,7 +111,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         err: GatewayError
         if exc.status_code == 404:
-            err = NotFound(f"No route for {request.method} {request.url.path}.")
+            err = NotFound(f"No route for {request.method} {request.url.path}.", code="unknown_url")
         else:
             err = InvalidRequest(str(exc.detail), status=exc.status_code)
         return await gateway_error(request, err)
@@ -154,7 +154,7 @@ def create_app(settings: Settings, upstream: Upstream | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
         gateway: Gateway = request.app.state.gateway
-        ready = gateway.routes.index is not None and gateway.nats.is_connected  # type: ignore[attr-defined]
+        ready = gateway.ready()
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     return app

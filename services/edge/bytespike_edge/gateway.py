@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from nats.aio.client import Client as NATS
+
 from bytespike.auth.v1 import auth_pb2
 from bytespike.router.v1 import router_pb2
 from bytespike_common.errors import (
@@ -54,6 +56,7 @@ class Gateway:
         admitter: Admitter,
         upstream: Upstream,
         usage: UsagePublisher,
+        nats: NATS | None = None,
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         self.settings = settings
@@ -62,6 +65,7 @@ class Gateway:
         self.admitter = admitter
         self.upstream = upstream
         self.usage = usage
+        self._nats = nats
         self.media = MediaFetcher(
             settings.media_max_bytes, settings.media_fetch_timeout, settings.media_allow_private
         )
@@ -75,6 +79,10 @@ class Gateway:
             )
         )
         self._environ = environ
+
+    def ready(self) -> bool:
+        """A route table in hand and the usage stream reachable."""
+        return self.routes.index is not None and (self._nats is None or self._nats.is_connected)
 
     @property
     def index(self) -> RouteIndex:
