@@ -54,3 +54,5 @@ def configure(service: str, level: str = "INFO", json: bool = True) -> None:
     root.setLevel(level.upper())
     # Access logs would carry query strings (`?key=` on Gemini routes); the edge logs its own.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request at INFO: a formatted line per upstream call on the hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -7,6 +7,7 @@ and acked before the edge forgets them. Cache invalidations are fire-and-forget 
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -26,6 +27,7 @@ CATALOG_CHANGED_SUBJECT = "router.v1.catalog_changed"
 DUPLICATE_WINDOW_SECONDS = 600
 
 
+@functools.lru_cache(maxsize=65_536)
 def usage_subject(account_id: str, prefix: str = USAGE_SUBJECT_PREFIX) -> str:
     # Subject tokens cannot contain '.', '*', '>' or whitespace.
     token = "".join(c if c.isalnum() or c in "-_" else "_" for c in account_id) or "_"

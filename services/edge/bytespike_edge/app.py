@@ -78,7 +78,10 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
         routes = RouteWatcher(router_channel)
         stack.push_async_callback(_cancel, asyncio.create_task(routes.run(), name="route-watch"))
         client = observability.TimedUpstream(
-            upstream or UpstreamDispatcher.default(settings.upstream_max_connections)
+            upstream
+            or UpstreamDispatcher.default(
+                settings.upstream_max_connections, settings.upstream_client
+            )
         )
         stack.push_async_callback(client.aclose)
         gateway = Gateway(

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from bytespike_edge.gateway import Gateway
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    # async: FastAPI runs a plain `def` dependency in a worker thread (a hop per request).
     gateway: Gateway = request.app.state.gateway
     return gateway
 

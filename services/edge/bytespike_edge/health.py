@@ -45,6 +45,8 @@ class Breaker:
     clock: Callable[[], float]
     state: State = State.CLOSED
     outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+    # Failures among `outcomes`, kept as they enter and leave: O(1) per record.
+    failures: int = 0
     cooldown: float = 0.0
     open_until: float = 0.0
     probing: bool = False
@@ -78,11 +80,12 @@ class Breaker:
                 self._open(now)
             return
         self.outcomes.append((now, ok))
+        self.failures += not ok
         horizon = now - self.policy.window_seconds
         while self.outcomes and self.outcomes[0][0] < horizon:
-            self.outcomes.popleft()
-        failures = sum(1 for _, good in self.outcomes if not good)
-        total = len(self.outcomes)
+            _, good = self.outcomes.popleft()
+            self.failures -= not good
+        failures, total = self.failures, len(self.outcomes)
         if (
             self.state == State.CLOSED
             and total >= self.policy.min_requests
@@ -98,11 +101,13 @@ class Breaker:
         self.state = State.OPEN
         self.open_until = now + self.cooldown
         self.outcomes.clear()
+        self.failures = 0
 
     def _close(self) -> None:
         self.state = State.CLOSED
         self.cooldown = 0.0
         self.outcomes.clear()
+        self.failures = 0
 
 
 class HealthBoard:

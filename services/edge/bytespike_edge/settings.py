@@ -39,6 +39,9 @@ class Settings(SecretSettingsMixin, ServiceSettings):
     metering_fail_mode: Literal["closed", "open"] = "closed"
     # Upstream connection pool per edge process.
     upstream_max_connections: int = 1000
+    # The upstream HTTP client: raw aiohttp (default: ~1 ms less CPU per request, measured
+    # in bench/) or httpx's API over aiohttp's transport.
+    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
     # Media a vendor cannot take by URL is downloaded and inlined (see media.py).
     media_max_bytes: int = 20 * 1024 * 1024
     media_fetch_timeout: float = 10.0

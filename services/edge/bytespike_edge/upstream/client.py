@@ -47,12 +47,20 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 class HttpxUpstream:
     def __init__(self, max_connections: int) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=None)
         self._client = httpx.AsyncClient(
             transport=AiohttpTransport(limits=limits, trust_env=True), timeout=None
         )
+        # A client keeps Set-Cookie answers and sends them on later requests: one tenant's
+        # upstream cookie must never reach another's. (httpx has no public switch.)
+        self._client._cookies = _NoCookies()
 
     async def send(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts

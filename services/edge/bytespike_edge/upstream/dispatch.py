@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
 from bytespike_edge.upstream.client import HttpxUpstream, Timeouts, Upstream, UpstreamResponse
 from bytespike_edge.upstream.mock import MockUpstream
 
@@ -14,8 +15,13 @@ class UpstreamDispatcher:
         self._mock = mock or MockUpstream()
 
     @classmethod
-    def default(cls, max_connections: int) -> UpstreamDispatcher:
-        return cls(HttpxUpstream(max_connections))
+    def default(cls, max_connections: int, client: str = "aiohttp") -> UpstreamDispatcher:
+        http: Upstream = (
+            HttpxUpstream(max_connections)
+            if client == "httpx"
+            else AiohttpUpstream(max_connections)
+        )
+        return cls(http)
 
     async def send(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
