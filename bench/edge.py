@@ -11,7 +11,11 @@ ships. Each one names what it changes:
                  dependency in a worker thread: a thread hop per request);
 - `quiet-httpx`  httpx's per-request INFO log line ("HTTP Request: POST …") off;
 - `stub-admit`   admission answered in-process, no `metering.Admit` RPC: what the edge
-                 costs by itself, and what an Admit that costs nothing would give.
+                 costs by itself, and what an Admit that costs nothing would give;
+- `stub-usage`   usage events dropped instead of published to JetStream one by one (with
+                 an ack each): the most that batching the publishes could save.
+
+The two `stub-*` patches break billing; they measure, they are not fixes.
 """
 
 from __future__ import annotations
@@ -73,11 +77,21 @@ def _stub_admit() -> None:
     metering.Admitter.admit = admit  # type: ignore[method-assign]
 
 
+def _stub_usage() -> None:
+    from bytespike_edge.control import usage  # noqa: PLC0415
+
+    def submit(self: Any, event: Any) -> None:
+        return None
+
+    usage.UsagePublisher.submit = submit  # type: ignore[method-assign]
+
+
 PATCHES: dict[str, Callable[[], None]] = {
     "aiohttp": _aiohttp,
     "async-deps": _async_deps,
     "quiet-httpx": _quiet_httpx,
     "stub-admit": _stub_admit,
+    "stub-usage": _stub_usage,
 }
 
 

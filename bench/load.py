@@ -69,6 +69,8 @@ class LoadResult:
     peak_in_flight: int = 0
     # Every request answered during the job, warm-up included (CPU per request uses it).
     served: int = 0
+    # The first answer body seen per error cause (truncated), to tell why.
+    error_samples: dict[str, str] = field(default_factory=dict)
 
     @property
     def error_count(self) -> int:
@@ -107,6 +109,7 @@ def merge(results: list[LoadResult]) -> LoadResult:
         ttft_us=sorted(v for r in results for v in r.ttft_us),
         peak_in_flight=max((r.peak_in_flight for r in results), default=0),
         served=sum(r.served for r in results),
+        error_samples={k: v for r in reversed(results) for k, v in r.error_samples.items()},
     )
 
 
@@ -120,6 +123,7 @@ class _Run:
         self.in_flight = 0
         self.peak = 0
         self.served = 0
+        self.error_samples: dict[str, str] = {}
 
     async def one(self) -> tuple[bool, float]:
         """Sends one request and reads the whole answer; (ok, first-bytes time)."""
@@ -130,8 +134,10 @@ class _Run:
         try:
             async with self.session.post(job.url, data=job.body, headers=job.headers) as resp:
                 if resp.status != 200:
-                    await resp.read()
-                    self.errors[f"http_{resp.status}"] += 1
+                    cause = f"http_{resp.status}"
+                    body = await resp.read()
+                    self.errors[cause] += 1
+                    self.error_samples.setdefault(cause, body[:300].decode(errors="replace"))
                     return False, first
                 if not job.stream:
                     await resp.read()
@@ -209,6 +215,7 @@ async def run_job(job: LoadJob) -> LoadResult:
         ttft_us=sorted(run.ttfts),
         peak_in_flight=run.peak,
         served=run.served,
+        error_samples=run.error_samples,
     )
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bench.load import LoadResult, merge, percentile
 
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 # DESIGN §9 / issue 8, on this 2-core machine with the load generator included.
 MAX_ADDED_P50_MS = 1.0
 MAX_ADDED_TTFT_MS = 1.0
@@ -164,7 +169,7 @@ def targets(
                     "errors": errors,
                 },
                 ok if full else None,
-                note=None if full else f"ran {streams['streams']} streams only (not judged)",
+                note=None if full else f"ran {streams['streams']} streams only",
             )
         )
     if rss_max_mb is not None:
@@ -181,7 +186,7 @@ def targets(
                 f"growth <= {MAX_RSS_GROWTH_MB:.0f} MB over {TARGET_SOAK_REQUESTS:,} requests",
                 growth,
                 (growth <= MAX_RSS_GROWTH_MB and soak["errors_total"] == 0) if full else None,
-                note=None if full else f"soaked {soak['requests']:,} requests only (not judged)",
+                note=None if full else f"soaked {soak['requests']:,} requests only",
             )
         )
     for check in checks:
@@ -228,3 +233,40 @@ def checks_text(checks: list[dict[str, Any]]) -> str:
             f"{check['measured']}{note}"
         )
     return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The run's figures as Markdown tables (for docs/performance.md)."""
+    lines = [
+        "| protocol | stream | conc | mode | req/s | p50 ms | p99 ms | TTFT p50 ms | +p50 ms "
+        "| +TTFT ms | x direct | x proxy | CPU µs/req | errors |",
+        "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results["results"]:
+        lines.append(
+            f"| {r['protocol']} | {'yes' if r['stream'] else 'no'} | {r['concurrency']} "
+            f"| {r['mode']} | {r['rps']:.0f} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
+            f"| {_fmt(r['ttft_p50_ms'])} | {_fmt(r['added_p50_ms'])} "
+            f"| {_fmt(r['added_ttft_p50_ms'])} | {_fmt(r['rps_vs_direct'])} "
+            f"| {_fmt(r['rps_vs_proxy'])} | {_fmt(r['cpu_us_per_request'], '.0f')} "
+            f"| {sum(r['errors'].values())} |"
+        )
+    lines += ["", "| check | mode | target | measured | verdict |", "|---|---|---|---|---|"]
+    for check in results["targets"]:
+        verdict = {True: "pass", False: "**fail**", None: "not judged"}[check["pass"]]
+        note = f" ({check['note']})" if check.get("note") else ""
+        lines.append(
+            f"| {check['name']} | {check['mode']} | {check['target']} "
+            f"| {check['measured']} | {verdict}{note} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """`python -m bench.report [results.json]`: the Markdown tables of a finished run."""
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
+    print(markdown(orjson.loads(path.read_bytes())))
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from bench import report
-from bench.load import LoadDriver, LoadJob, LoadResult, percentile
+from bench.load import ERROR_MARKERS, LoadDriver, LoadJob, LoadResult, percentile
 from bench.protocols import BY_NAME, ClientProtocol
 from bench.suite import UPSTREAM_KEY, Processes, cpu_seconds, load_average, rss_mb
 
@@ -115,8 +115,9 @@ class Bench:
                     for stream in (False, True):
                         job = self.job(mode, protocol, stream)
                         async with session.post(job.url, data=job.body, headers=job.headers) as r:
-                            text = (await r.read())[:300].decode(errors="replace")
-                        if r.status != 200:
+                            raw = await r.read()
+                        text = raw[:300].decode(errors="replace")
+                        if r.status != 200 or any(marker in raw for marker in ERROR_MARKERS):
                             failures.append((mode, stream, r.status, text))
                 if not failures:
                     served.append(protocol)
@@ -191,6 +192,7 @@ class Bench:
                 figures[mode] = {
                     "completed": result.requests,
                     "errors": result.errors,
+                    "error_samples": result.error_samples,
                     "peak_open": result.peak_in_flight,
                     "ttft_p50_ms": round(percentile(result.ttft_us, 50) / 1000, 2),
                     "ttft_p99_ms": round(percentile(result.ttft_us, 99) / 1000, 2),
