@@ -6,10 +6,11 @@ fix measured before anyone edits the service (`python -m bench --variants …`);
 ships. Each one names what it changes:
 
 - `aiohttp`      upstream calls through `upstream/aiohttp_client.AiohttpUpstream` instead
-                 of httpx's API over the aiohttp transport;
+                 of httpx's API over the aiohttp transport (the edge's default since
+                 622d53b; `BYTESPIKE_EDGE_UPSTREAM_CLIENT=httpx` measures the old one);
 - `async-deps`   the `GatewayDep` dependency as an `async def` (FastAPI runs a plain `def`
-                 dependency in a worker thread: a thread hop per request);
-- `quiet-httpx`  httpx's per-request INFO log line ("HTTP Request: POST …") off;
+                 dependency in a worker thread: a thread hop per request; applied since);
+- `quiet-httpx`  httpx's per-request INFO log line ("HTTP Request: POST …") off (applied);
 - `stub-admit`   admission answered in-process, no `metering.Admit` RPC: what the edge
                  costs by itself, and what an Admit that costs nothing would give;
 - `stub-usage`   usage events dropped instead of published to JetStream one by one (with
@@ -33,7 +34,7 @@ def _aiohttp() -> None:
     from bytespike_edge.upstream import dispatch  # noqa: PLC0415 - patched before app import
     from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream  # noqa: PLC0415
 
-    def default(cls: type[dispatch.UpstreamDispatcher], max_connections: int) -> Any:
+    def default(cls: type[dispatch.UpstreamDispatcher], max_connections: int, *_: Any) -> Any:
         return cls(AiohttpUpstream(max_connections))
 
     dispatch.UpstreamDispatcher.default = classmethod(default)  # type: ignore[assignment,method-assign]
