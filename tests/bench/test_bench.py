@@ -42,7 +42,7 @@ def test_make_bench_runs_every_mode_and_writes_the_json(tmp_path: Path) -> None:
     argv = [
         sys.executable, "-m", "bench",
         "--protocols", "openai", "--concurrency", "2", "--rounds", "1",
-        "--duration", "1", "--warmup", "0.2",
+        "--duration", "1", "--warmup", "0.5",
         "--streams", "8", "--stream-ttfb", "0.05", "--stream-chunk-delay", "0.01",
         "--soak", "64", "--output", str(output),
     ]  # fmt: skip

@@ -77,6 +77,13 @@ class Stack:
     # Extra environment for every service (provider base URLs, credentials, tuning).
     env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Prefer the documented ports (8080, 8081, 50051-50053, 9090-9093) when free.
+    standard_ports: bool = False
+
+    def _port(self, standard: int) -> int:
+        # `make run` takes the documented ports when free; tests always take random ones,
+        # so two stacks (or a lingering process) never meet on a well-known port.
+        return free_port(standard if self.standard_ports else 0)
 
     @property
     def nats_url(self) -> str:
@@ -160,12 +167,12 @@ class Stack:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for index, name in enumerate(SERVICES):
-            self.service_ports.setdefault(name, free_port(50051 + index))
-        self.edge_port = self.edge_port or free_port(8080)
-        self.admin_port = self.admin_port or free_port(8081)
+            self.service_ports.setdefault(name, self._port(50051 + index))
+        self.edge_port = self.edge_port or self._port(8080)
+        self.admin_port = self.admin_port or self._port(8081)
         self.admin_token = self.admin_token or secrets.token_urlsafe(24)
         for index, name in enumerate(("edge", *SERVICES)):
-            self.metrics_ports.setdefault(name, free_port(9090 + index))
+            self.metrics_ports.setdefault(name, self._port(9090 + index))
         self.start_nats()
         for name in SERVICES:
             self.start_service(name)
@@ -286,6 +293,7 @@ async def _run() -> None:
         nats_port=int(os.environ.get("BYTESPIKE_NATS_PORT", "0")) or 0,
         admin_port=int(os.environ.get("BYTESPIKE_EDGE_ADMIN_PORT", "0")) or 0,
         admin_token=os.environ.get("BYTESPIKE_EDGE_ADMIN_TOKEN", ""),
+        standard_ports=True,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
