@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 import uvicorn
@@ -69,7 +71,13 @@ async def serve(settings: Settings) -> int:
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
         server.should_exit = True
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if not signalled.is_set():
+        # One server failed: the process must exit non-zero even if the other, stopped
+        # mid-start-up, never finishes its shutdown (a watchdog, not a wait).
+        watchdog = threading.Timer(settings.shutdown_grace + 5, os._exit, args=(1,))
+        watchdog.daemon = True
+        watchdog.start()
+    await asyncio.wait(tasks, timeout=settings.shutdown_grace + 5)
     return 0 if signalled.is_set() else 1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +31,14 @@ from bytespike_edge.upstream.dispatch import UpstreamDispatcher
 log = logging.getLogger(__name__)
 
 
+async def _within(seconds: float, step: Callable[[], Awaitable[object]]) -> None:
+    """One shutdown step, bounded: a stuck peer must not keep the process from exiting."""
+    try:
+        await asyncio.wait_for(step(), seconds)
+    except TimeoutError:
+        log.warning("shutdown step %s took over %.0fs; moving on", step, seconds)
+
+
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -45,10 +53,10 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
             for t in (settings.auth_target, settings.router_target, settings.metering_target)
         ]
         for channel in channels:
-            stack.push_async_callback(channel.close)
+            stack.push_async_callback(_within, 2.0, channel.close)
         auth_channel, router_channel, metering_channel = channels
         nc = await messaging.connect(settings.nats_url, "bytespike-edge")
-        stack.push_async_callback(nc.drain)
+        stack.push_async_callback(_within, 5.0, nc.drain)
         js = nc.jetstream()
         await messaging.ensure_usage_stream(
             js, settings.usage_stream, settings.usage_subject_prefix
@@ -83,7 +91,7 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
                 settings.upstream_max_connections, settings.upstream_client
             )
         )
-        stack.push_async_callback(client.aclose)
+        stack.push_async_callback(_within, 2.0, client.aclose)
         gateway = Gateway(
             settings,
             authenticator=authenticator,
@@ -97,7 +105,7 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
             usage=usage,
             nats=nc,
         )
-        stack.push_async_callback(gateway.media.aclose)
+        stack.push_async_callback(_within, 2.0, gateway.media.aclose)
         yield gateway
 
 
