@@ -12,12 +12,14 @@ upstream codec and re-encoded by the client codec, streams event by event.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from bytespike.auth.v1 import auth_pb2
 from bytespike.router.v1 import router_pb2
@@ -25,7 +27,13 @@ from bytespike_common.errors import GatewayError, UpstreamHTTPError
 from bytespike_edge.call import CallContext
 from bytespike_edge.failover import Attempts, Opened, Prepared
 from bytespike_edge.gateway import Gateway, Target
-from bytespike_edge.relay import FrameHandler, frame_fields, relay_stream
+from bytespike_edge.relay import (
+    FrameHandler,
+    RelayResponse,
+    frame_fields,
+    frame_span,
+    split_frames,
+)
 from bytespike_edge.translate.codec import Codec, StreamDecoder, StreamEncoder, UsageSniffer
 from bytespike_edge.translate.context import TranslationContext, parts_needing_fetch
 from bytespike_edge.translate.ir import Finish, IRRequest, StreamError, UsageUpdate, WireProtocol
@@ -62,12 +70,22 @@ def native_finish_reason(protocol: WireProtocol, body: Any) -> str:
     return reason if isinstance(reason, str) else ""
 
 
-# Substrings that tell a passthrough frame carries a finish reason worth parsing for.
+# What makes a passthrough frame worth parsing: a finish reason with a value, or a usage
+# object (not `null`: with include_usage every OpenAI chunk carries `"usage":null`). The
+# sniffers read usage only from such an object, so other frames pass unparsed.
 _FINISH_MARKERS = {
-    WireProtocol.OPENAI: '"finish_reason":"',
-    WireProtocol.ANTHROPIC: '"stop_reason":"',
-    WireProtocol.GEMINI: '"finishReason"',
+    WireProtocol.OPENAI: re.compile(rb'"finish_reason"\s*:\s*"'),
+    WireProtocol.ANTHROPIC: re.compile(rb'"stop_reason"\s*:\s*"'),
+    WireProtocol.GEMINI: re.compile(rb'"finishReason"\s*:\s*"'),
 }
+_USAGE_MARKERS = {
+    WireProtocol.OPENAI: re.compile(rb'"usage"\s*:\s*\{'),
+    WireProtocol.ANTHROPIC: re.compile(rb'"usage"\s*:\s*\{'),
+    WireProtocol.GEMINI: re.compile(rb'"usageMetadata"\s*:\s*\{'),
+}
+# Gemini chunks each carry the usage so far and its sniffer keeps the last one: of a block,
+# only the last frame with usage needs parsing.
+_LAST_USAGE_WINS = frozenset({WireProtocol.GEMINI})
 
 
 @dataclass(slots=True)
@@ -202,66 +220,111 @@ class Exchange:
 
     def _stream(self, opened: Opened, call: CallContext) -> Response:
         upstream = protocol_of(opened.target)
-        encoder = self._codec.stream_encoder(self._model.id, self.ctx)
+        encoder = partial(self._codec.stream_encoder, self._model.id, self.ctx)
         handler: FrameHandler
         if upstream == self._client.protocol:
             sniffer = self._codec.usage_sniffer(self._client.body)
             handler = PassthroughFrames(upstream, sniffer, encoder, call)
         else:
             decoder = codec_for(upstream).stream_decoder(self.ctx)
-            handler = TranslatedFrames(decoder, encoder, call)
+            handler = TranslatedFrames(decoder, encoder(), call)
         media_type = "text/event-stream"
         if self._client.json_array_stream:
             handler, media_type = JsonArrayFrames(handler), "application/json"
-        frames = relay_stream(
+        return RelayResponse(
             opened.chunks,
             opened.response,
             call,
             handler=handler,
             on_done=self._gateway.finish,
             keepalive_interval=self._gateway.settings.stream_keepalive,
+            headers={**SSE_HEADERS, **self._headers(call)},
+            media_type=media_type,
         )
-        headers = {**SSE_HEADERS, **self._headers(call)}
-        return StreamingResponse(frames, media_type=media_type, headers=headers)
 
 
 class PassthroughFrames:
-    """Relays frames untouched (or drops one the sniffer says the client did not ask for)."""
+    """Relays frames untouched (or drops one the sniffer says the client did not ask for).
+
+    Most frames carry neither usage nor a finish reason: a block of frames is searched for
+    the markers and goes out as it came; only the frames holding a marker are parsed.
+    """
 
     def __init__(
         self,
         protocol: WireProtocol,
         sniffer: UsageSniffer,
-        encoder: StreamEncoder,
+        encoder: Callable[[], StreamEncoder],
         call: CallContext,
     ) -> None:
         self._protocol = protocol
-        self._finish_marker = _FINISH_MARKERS[protocol]
+        self._finish = _FINISH_MARKERS[protocol]
+        self._usage = _USAGE_MARKERS[protocol]
+        self._last_usage_wins = protocol in _LAST_USAGE_WINS
         self._sniffer = sniffer
-        self._encoder = encoder
+        # Only for a keepalive or an error frame: most streams never need one.
+        self._new_encoder = encoder
+        self._encoder: StreamEncoder | None = None
         self._call = call
 
-    def frame(self, frame: bytes) -> bytes:
+    def _next_mark(self, block: bytes, pos: int) -> int:
+        """Where the next marker at or after `pos` is; -1 if none."""
+        if self._last_usage_wins:
+            matches = list(self._usage.finditer(block, pos))
+            found = matches[-1] if matches else None
+        else:
+            found = self._usage.search(block, pos)
+        at = found.start() if found is not None else -1
+        if not self._call.finish_reason:
+            finish = self._finish.search(block, pos, at if at >= 0 else len(block))
+            if finish is not None:
+                at = finish.start()
+        return at
+
+    def frames(self, block: bytes) -> bytes:
+        at = self._next_mark(block, 0)
+        if at < 0:
+            return block
+        kept: list[bytes] = []
+        copied = 0  # block[:copied] is in `kept` (or dropped)
+        while at >= 0:
+            start, end = frame_span(block, at)
+            if not self._frame(block[start:end]):
+                kept.append(block[copied:start])
+                copied = end
+            at = self._next_mark(block, end)
+        if not copied:
+            return block
+        kept.append(block[copied:])
+        return b"".join(kept)
+
+    def _frame(self, frame: bytes) -> bool:
+        """Reads usage and finish reason from one marked frame; False to drop it."""
         event, data = frame_fields(frame)
         if data is None:
-            return frame
-        if self._finish_marker in data and not self._call.finish_reason:
+            return True
+        if not self._call.finish_reason and self._finish.search(frame):
             with contextlib.suppress(orjson.JSONDecodeError):
                 self._call.finish_reason = native_finish_reason(self._protocol, orjson.loads(data))
         keep = self._sniffer.feed(event, data)
         usage = self._sniffer.usage
         if usage is not None:
             self._call.usage = usage
-        return frame if keep else b""
+        return keep
 
     def end(self) -> bytes:
         return b""
 
+    def _encoding(self) -> StreamEncoder:
+        if self._encoder is None:
+            self._encoder = self._new_encoder()
+        return self._encoder
+
     def error(self, err: GatewayError) -> bytes:
-        return self._encoder.error(err)
+        return self._encoding().error(err)
 
     def keepalive(self) -> bytes:
-        return self._encoder.keepalive()
+        return self._encoding().keepalive()
 
 
 class TranslatedFrames:
@@ -290,9 +353,9 @@ class TranslatedFrames:
             self._call.usage = usage
         return bytes(out)
 
-    def frame(self, frame: bytes) -> bytes:
+    def frames(self, block: bytes) -> bytes:
         events: list[Any] = []
-        for sse in self._parser.feed(frame):
+        for sse in self._parser.feed(block):
             events += self._decoder.feed(sse.event, sse.data)
         return self._encode(events)
 
@@ -315,7 +378,7 @@ class JsonArrayFrames:
 
     def _elements(self, sse: bytes) -> bytes:
         out = bytearray()
-        for frame in sse.split(b"\n\n"):
+        for frame in split_frames(sse):
             _, data = frame_fields(frame)
             if data is None:
                 continue
@@ -324,8 +387,8 @@ class JsonArrayFrames:
             out += data.encode()
         return bytes(out)
 
-    def frame(self, frame: bytes) -> bytes:
-        return self._elements(self._inner.frame(frame))
+    def frames(self, block: bytes) -> bytes:
+        return self._elements(self._inner.frames(block))
 
     def end(self) -> bytes:
         tail = self._elements(self._inner.end())

@@ -39,6 +39,8 @@ class SSEParser:
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the \n of a \r\n split across chunks
         self._pending_cr = False
+        if b"\r" not in chunk:
+            return self._feed_lf(chunk)
         self._buffer += chunk
         events: list[SSEEvent] = []
         start = 0
@@ -61,6 +63,24 @@ class SSEParser:
         del buffer[:start]
         if len(buffer) > self._max:
             raise SSEOverflow(f"SSE line exceeds {self._max} bytes")
+        return events
+
+    def _feed_lf(self, chunk: bytes) -> list[SSEEvent]:
+        """`feed` for bytes without \r, nearly all of them: every line split at once (the
+        buffer never holds a \r either: it is a line end)."""
+        if self._buffer:
+            self._buffer += chunk
+            chunk = bytes(self._buffer)
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if len(rest) > self._max:
+            raise SSEOverflow(f"SSE line exceeds {self._max} bytes")
+        self._buffer = bytearray(rest)
+        events: list[SSEEvent] = []
+        for line in lines:
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
         return events
 
     def close(self) -> list[SSEEvent]:
