@@ -29,7 +29,8 @@ def _usage_record(stack: Stack, request_id: str, timeout: float = 10.0) -> dict[
             hold = conn.execute(
                 "SELECT status FROM holds WHERE request_id = ?", (request_id,)
             ).fetchone()
-        if row is not None and hold is not None and hold["status"] == "settled":
+        # Admitted from a lease (the usual case) there is no hold of its own to settle.
+        if row is not None and (hold is None or hold["status"] == "settled"):
             return dict(row)
         time.sleep(0.1)
     raise AssertionError(f"usage for {request_id} never reached metering")

@@ -9,9 +9,7 @@ from hypothesis import strategies as st
 
 from bytespike.router.v1 import router_pb2
 from bytespike.usage.v1 import usage_pb2
-from bytespike_edge.translate import usage as edge_usage
-from bytespike_edge.translate.ir import Usage
-from bytespike_metering.pricing import (
+from bytespike_common.pricing import (
     Prices,
     Rate,
     RateCard,
@@ -20,6 +18,8 @@ from bytespike_metering.pricing import (
     round_half_up,
     total_tokens,
 )
+from bytespike_edge.translate import usage as edge_usage
+from bytespike_edge.translate.ir import Usage
 
 # Catalog prices (credits per 1M tokens) as integer micro-credits per 1M tokens.
 SONNET = Prices(

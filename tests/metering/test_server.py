@@ -60,6 +60,7 @@ class Harness:
     settings: Settings
     catalog: Path
     sent: list[str] = field(default_factory=list)
+    channel: grpc.aio.Channel | None = None
 
     async def publish(self, event: usage_pb2.UsageEvent, msg_id: str | None = None) -> None:
         await self.js.publish(
@@ -139,6 +140,7 @@ async def harness_for(
                     MeteringStore(engine),
                     settings,
                     catalog,
+                    channel=channel,
                 )
     finally:
         if settings is not None and not keep_stream:

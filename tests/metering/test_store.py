@@ -16,10 +16,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bytespike.usage.v1 import usage_pb2
 from bytespike_common import db
+from bytespike_common.pricing import Prices, Rate
 from bytespike_metering import credits
 from bytespike_metering.holds import HoldOutcome, HoldResult, HoldWriter
 from bytespike_metering.limits import MemoryLimiter
-from bytespike_metering.pricing import Prices, Rate
 from bytespike_metering.server import MIGRATIONS, VERSION_TABLE
 from bytespike_metering.settlement import Charge, Settler, record_charges
 from bytespike_metering.store import MeteringStore

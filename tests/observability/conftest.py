@@ -125,12 +125,14 @@ class Suite:
     usage_stream: str
     key: str
 
-    async def create_key(self, name: str, **limits: int) -> str:
+    async def create_key(self, name: str, account: str = "observability", **limits: int) -> str:
         async with grpc.aio.insecure_channel(self.auth_target) as channel:
             admin = auth_pb2_grpc.AuthAdminServiceStub(channel)
+            if account != "observability":
+                await admin.CreateAccount(auth_pb2.CreateAccountRequest(name=account))
             reply = await admin.CreateKey(
                 auth_pb2.CreateKeyRequest(
-                    account="observability", name=name, limits=auth_pb2.Limits(**limits)
+                    account=account, name=name, limits=auth_pb2.Limits(**limits)
                 )
             )
         return reply.plaintext

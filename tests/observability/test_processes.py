@@ -63,13 +63,14 @@ async def test_every_process_serves_metrics_and_traces(stack: Stack) -> None:
         name: _samples(scraped[name], "bytespike_grpc_server_handled_total") for name in SERVICES
     }
     assert any(("grpc_method", "Authenticate") in labels for labels in handled["auth"])
-    assert any(("grpc_method", "Admit") in labels for labels in handled["metering"])
+    # A new account: its first request asks metering for an admission lease.
+    assert any(("grpc_method", "Lease") in labels for labels in handled["metering"])
     assert any(("grpc_method", "Check") in labels for labels in handled["router"])
 
     for process, span in (
         ("edge", "POST /v1/chat/completions"),
         ("auth", "/bytespike.auth.v1.AuthService/Authenticate"),
-        ("metering", "/bytespike.metering.v1.MeteringService/Admit"),
+        ("metering", "/bytespike.metering.v1.MeteringService/Lease"),
     ):
         await _logged(stack, process, f'"name": "{span}"')
 

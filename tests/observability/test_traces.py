@@ -56,8 +56,9 @@ async def _request_trace(
 async def test_one_request_is_one_connected_trace(
     suite: Suite, spans: InMemorySpanExporter
 ) -> None:
-    # A key the edge has not cached yet, so the request calls auth.
-    response = await suite.chat(await suite.create_key("trace-test"))
+    # A key (and account) the edge has not seen yet, so the request calls auth, and metering
+    # for an admission lease.
+    response = await suite.chat(await suite.create_key("trace-test", account="trace-test"))
     assert response.status_code == 200, response.text
     trace = await _request_trace(spans, response.headers["x-request-id"], suite.usage_stream)
 
@@ -68,7 +69,7 @@ async def test_one_request_is_one_connected_trace(
     assert all(_parent_id(s) in by_id for s in trace if s is not root)
 
     root_id = _span_id(root)
-    for method in ("auth.v1.AuthService/Authenticate", "metering.v1.MeteringService/Admit"):
+    for method in ("auth.v1.AuthService/Authenticate", "metering.v1.MeteringService/Lease"):
         name = f"/bytespike.{method}"
         client = _one(trace, name, SpanKind.CLIENT)
         server = _one(trace, name, SpanKind.SERVER)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -31,15 +32,43 @@ SERVICES = ("auth", "router", "metering")
 
 
 def free_port(preferred: int = 0) -> int:
-    """`preferred` if it can be bound on 127.0.0.1, else any free port."""
-    for candidate in (preferred, 0) if preferred else (0,):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    raise RuntimeError("no free port")
+    """`preferred` if it can be bound on 127.0.0.1, else a free port below the ephemeral range.
+
+    A port the kernel hands out for `bind(0)` comes from the ephemeral range, which is also
+    where every outgoing connection's local port comes from: between picking it and the
+    service binding it, a client connection (on a busy machine, many) can take it. Ports
+    below the range are only ever taken by a bind, so the race is with other test processes
+    picking at random, which is rare.
+    """
+    if preferred and _bindable(preferred):
+        return preferred
+    low = _ephemeral_low()
+    for _ in range(200):
+        candidate = _random.randrange(10_000, low)
+        if _bindable(candidate):
+            return candidate
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_random = random.Random()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def nats_server_binary() -> str:

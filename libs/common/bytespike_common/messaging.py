@@ -23,6 +23,8 @@ USAGE_STREAM = "USAGE"
 USAGE_SUBJECT_PREFIX = "usage.v1"
 KEY_REVOKED_SUBJECT = "auth.v1.key_revoked"
 CATALOG_CHANGED_SUBJECT = "router.v1.catalog_changed"
+# Metering -> edges: an account was disabled or enabled (payload: metering.v1.Balance).
+ACCOUNT_STATUS_SUBJECT = "metering.v1.account_status"
 # Duplicate-detection window for Nats-Msg-Id: longer than any edge's publish retries.
 DUPLICATE_WINDOW_SECONDS = 600
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -50,9 +51,21 @@ def _server(app: FastAPI, host: str, port: int, settings: Settings) -> Server:
     return Server(config)
 
 
+async def _serve_until_done(server: Server) -> None:
+    # uvicorn ends a failed start-up (a port taken) with sys.exit. Raised inside a task,
+    # SystemExit escapes the event loop, skipping the shutdown below and its watchdog, and
+    # asyncio then waits, unbounded, for the other server's tasks to cancel.
+    with contextlib.suppress(SystemExit):
+        await server.serve()
+
+
 async def serve(settings: Settings) -> int:
     public = create_app(settings)
     admin = create_admin_app(settings, public_catalog(public))
+    # Modules and apps live as long as the process: out of the collector's sight, a full
+    # collection (every ~10,000 requests) walks thousands of objects, not ~150,000 (~80 ms).
+    gc.collect()
+    gc.freeze()
     servers = [
         _server(public, settings.host, settings.port, settings),
         _server(admin, settings.admin_bind_host, settings.admin_port, settings),
@@ -67,7 +80,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks = [asyncio.create_task(_serve_until_done(server)) for server in servers]
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server in servers:
         server.should_exit = True

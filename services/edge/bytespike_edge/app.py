@@ -21,6 +21,7 @@ from bytespike_edge.control.channels import open_channel
 from bytespike_edge.control.metering import Admitter
 from bytespike_edge.control.routes import RouteWatcher
 from bytespike_edge.control.usage import UsagePublisher
+from bytespike_edge.fastlane import EdgeApp
 from bytespike_edge.gateway import Gateway
 from bytespike_edge.protocols import anthropic, gemini, models, openai
 from bytespike_edge.protocols.errors import protocol_for_path, render
@@ -62,7 +63,7 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
             js, settings.usage_stream, settings.usage_subject_prefix
         )
         usage = UsagePublisher(
-            js,
+            nc,
             stream=settings.usage_stream,
             subject_prefix=settings.usage_subject_prefix,
             max_pending=settings.usage_queue_size,
@@ -85,6 +86,16 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
         await authenticator.subscribe_revocations(nc)
         routes = RouteWatcher(router_channel)
         stack.push_async_callback(_cancel, asyncio.create_task(routes.run(), name="route-watch"))
+        admitter = Admitter(
+            metering_channel,
+            timeout=settings.metering_timeout,
+            fail_open=settings.metering_fail_mode == "open",
+            routes=routes,
+            lease_requests=settings.lease_requests,
+        )
+        await admitter.start(nc)
+        # Before the channels close (the exit stack unwinds in reverse): leases go back first.
+        stack.push_async_callback(_within, 2.0, admitter.aclose)
         client = observability.TimedUpstream(
             upstream
             or UpstreamDispatcher.default(
@@ -96,11 +107,7 @@ async def _gateway(settings: Settings, upstream: Upstream | None) -> AsyncIterat
             settings,
             authenticator=authenticator,
             routes=routes,
-            admitter=Admitter(
-                metering_channel,
-                timeout=settings.metering_timeout,
-                fail_open=settings.metering_fail_mode == "open",
-            ),
+            admitter=admitter,
             upstream=client,
             usage=usage,
             nats=nc,
@@ -147,11 +154,12 @@ def create_app(settings: Settings, upstream: Upstream | None = None) -> FastAPI:
             app.state.gateway = gateway
             yield
 
-    app = FastAPI(
+    app = EdgeApp(
         title="ByteSpike Gateway", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     _install_error_handlers(app)
     observability.install(app)
+    app.trace_lane()
     app.add_middleware(ClientAddressMiddleware)
     app.include_router(openai.router)
     app.include_router(anthropic.router)

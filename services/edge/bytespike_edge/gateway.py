@@ -184,6 +184,8 @@ class Gateway:
             provider=target.provider,
             stream=stream,
             hold_id=admission.hold_id,
+            lease_id=admission.lease_id,
+            reserved=admission.reserved,
             request_bytes=request_bytes,
         )
 

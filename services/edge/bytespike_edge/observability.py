@@ -26,15 +26,17 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
 from opentelemetry.util.http import redact_url
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -155,7 +157,28 @@ def _upstream_error(provider: str, deployment: str, cause: str, status: int) -> 
     _upstream_errors(provider, deployment, label, str(status)).inc()
 
 
-# ---- the middleware ----
+# ---- per request ----
+def start_request() -> tuple[RequestRecord, Token[RequestRecord | None]]:
+    """A request arrived: its record becomes current until `finish_request`."""
+    record = RequestRecord(time.perf_counter())
+    return record, _current.set(record)
+
+
+def finish_request(
+    token: Token[RequestRecord | None],
+    record: RequestRecord,
+    protocol: str,
+    route: str,
+    status: int,
+) -> None:
+    """The last byte went out (or the request failed): request metrics, labelled."""
+    _current.reset(token)
+    try:
+        _observe(protocol, route, record, status)
+    except Exception:
+        log.exception("recording request metrics failed")
+
+
 class ObservabilityMiddleware:
     """Pure ASGI (no per-request task or body buffering); see the module docstring."""
 
@@ -166,8 +189,7 @@ class ObservabilityMiddleware:
         if scope["type"] != "http" or scope["path"] in UNMEASURED_PATHS:
             await self.app(scope, receive, send)
             return
-        record = RequestRecord(time.perf_counter())
-        token = _current.set(record)
+        record, token = start_request()
         status = 0
 
         async def send_and_note_status(message: Message) -> None:
@@ -184,23 +206,23 @@ class ObservabilityMiddleware:
             failed_status = 500
             raise
         finally:
-            _current.reset(token)
-            try:
-                _observe(scope, record, status or failed_status)
-            except Exception:
-                log.exception("recording request metrics failed")
+            protocol, route = _route_labels(scope)
+            finish_request(token, record, protocol, route, status or failed_status)
 
 
-def _observe(scope: Scope, record: RequestRecord, status: int) -> None:
-    elapsed = time.perf_counter() - record.started
+def _route_labels(scope: Scope) -> tuple[str, str]:
+    """(protocol, route template) for a request FastAPI routed (or could not)."""
     route = getattr(scope.get("route"), "path", None)
-    protocol: str
     if route is None:
-        route, protocol = telemetry.UNMATCHED_ROUTE, str(protocol_for_path(scope["path"]))
-    else:
-        protocol = _route_protocols.get(route) or _route_protocols.setdefault(
-            route, str(protocol_for_path(route))
-        )
+        return str(protocol_for_path(scope["path"])), telemetry.UNMATCHED_ROUTE
+    protocol = _route_protocols.get(route)
+    if protocol is None:
+        protocol = _route_protocols[route] = str(protocol_for_path(route))
+    return protocol, route
+
+
+def _observe(protocol: str, route: str, record: RequestRecord, status: int) -> None:
+    elapsed = time.perf_counter() - record.started
     _requests(protocol, route, record.model, str(status)).inc()
     _duration(protocol, record.model, record.stream).observe(elapsed)
     if record.upstream_calls:
@@ -217,6 +239,9 @@ class TimedUpstream:
 
     def __init__(self, inner: Upstream) -> None:
         self._inner = inner
+        # Decided once, as for the server spans (`install`): asking the OTel API costs an
+        # environment lookup per call.
+        self._tracing = telemetry.tracing_enabled()
 
     async def send(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
@@ -224,7 +249,7 @@ class TimedUpstream:
         record = _current.get()
         if record is None:
             return await self._inner.send(url, headers, body, timeouts)
-        if record.genai is None and telemetry.tracing_enabled():
+        if record.genai is None and self._tracing:
             record.genai = _start_genai(record)
         record.upstream_calls += 1
         started = time.perf_counter()
@@ -376,6 +401,34 @@ def install(app: FastAPI) -> None:
             exclude_spans=["receive", "send"],
             server_request_hook=_redact_key_param,
         )
+
+
+def trace_server_spans(app: ASGIApp, route_of: Callable[[Scope], str]) -> ASGIApp:
+    """For the fast lane (which FastAPI's instrumentation never sees): `app` inside the
+    same server span FastAPI's would open (`POST <route template>`, `?key=` redacted),
+    when tracing is on; otherwise `app` itself, at no cost per request."""
+    if not telemetry.tracing_enabled():
+        return app
+
+    def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+        route = route_of(scope)
+        return f"{scope['method']} {route}", {HTTP_ROUTE: route}
+
+    traced: ASGIApp = OpenTelemetryMiddleware(
+        app,
+        default_span_details=span_details,
+        server_request_hook=_redact_key_param,
+        exclude_spans=["receive", "send"],
+    )
+    return traced
+
+
+def record_exception(exc: Exception) -> None:
+    """An unexpected error answered as a 500: on the server span, as FastAPI's would be."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
 def _redact_key_param(span: trace.Span, scope: dict[str, Any]) -> None:

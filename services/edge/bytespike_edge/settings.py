@@ -35,6 +35,9 @@ class Settings(SecretSettingsMixin, ServiceSettings):
     negative_cache_ttl: float = 5.0
     auth_timeout: float = 2.0
     metering_timeout: float = 2.0
+    # Admission leases (docs/metering.md): a lease asked for covers this many requests like
+    # the one waiting for it; 0 = no leases, one Admit call per request.
+    lease_requests: int = Field(200, ge=0)
     # What to do when metering cannot be reached: refuse (503) or serve unmetered.
     metering_fail_mode: Literal["closed", "open"] = "closed"
     # Upstream connection pool per edge process.

@@ -7,15 +7,20 @@ resolved and authorised them. Every RPC names exactly one account and reads only
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 
 from bytespike.metering.v1 import metering_pb2, metering_pb2_grpc
+from bytespike_common.messaging import ACCOUNT_STATUS_SUBJECT
 from bytespike_metering import credits
 from bytespike_metering.store import ADJUSTMENT, TOP_UP, MeteringStore
 
+log = logging.getLogger(__name__)
 MAX_LEDGER_PAGE = 1000
 DEFAULT_LEDGER_PAGE = 100
 _DIMENSIONS = {
@@ -67,8 +72,10 @@ async def _invalid(context: grpc.aio.ServicerContext[Any, Any], message: str) ->
 
 
 class MeteringAdminServicer(metering_pb2_grpc.MeteringAdminServiceServicer):
-    def __init__(self, store: MeteringStore) -> None:
+    def __init__(self, store: MeteringStore, nc: NATS | None = None) -> None:
         self._store = store
+        # Edges admit from leases without asking metering: a status change is pushed to them.
+        self._nc = nc
 
     async def TopUp(
         self, request: metering_pb2.CreditRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -125,7 +132,19 @@ class MeteringAdminServicer(metering_pb2_grpc.MeteringAdminServiceServicer):
         if not request.account_id:
             await _invalid(context, "account_id is required")
         row = await credits.set_disabled(self._store, request.account_id, request.disabled)
-        return balance_message(row)
+        message = balance_message(row)
+        await self._announce(message)
+        return message
+
+    async def _announce(self, balance: metering_pb2.Balance) -> None:
+        """Tells every edge; a lost push only lasts until the edge's lease is renewed."""
+        if self._nc is None:
+            return
+        try:
+            await self._nc.publish(ACCOUNT_STATUS_SUBJECT, balance.SerializeToString())
+            await self._nc.flush(timeout=2)
+        except (NatsError, TimeoutError) as exc:
+            log.warning("account status push for %s failed: %r", balance.account_id, exc)
 
     async def ListLedger(
         self, request: metering_pb2.ListLedgerRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bytespike.metering.v1 import metering_pb2
-from bytespike_metering import pricing
+from bytespike_common import pricing
+from bytespike_common.pricing import RateCard
 from bytespike_metering.holds import HoldResult, HoldWriter
 from bytespike_metering.limits import Limiter, Slot, Window
-from bytespike_metering.pricing import RateCard
 from bytespike_metering.settlement import tpm_window
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,12 @@ everything queued and decides it in one transaction, in arrival order:
 So 50 concurrent Admits against credit for 10 admit exactly 10, whether they land in one
 batch, many batches, or on several replicas sharing PostgreSQL; and a burst costs one
 commit rather than one per request.
+
+An admission lease (`leases`) is a hold of a variable size: it asks for `amount` but takes
+only what the account can spare — at most `available // share`, never less than `minimum`
+(below that it is refused like an Admit), so one edge's lease never takes all of an
+account's credit while it has plenty, and near the end of the credit leases shrink to one
+request's worth, which is exactly an Admit.
 """
 
 from __future__ import annotations
@@ -65,6 +71,10 @@ class HoldRequest:
     amount: int
     estimated_tokens: int
     ttl: dt.timedelta
+    # Set for a lease: the least it may be granted; `amount` is then the most it wants.
+    minimum: int | None = None
+    # A lease takes at most this fraction (1/share) of the available credit.
+    share: int = 1
     hold_id: str = field(default_factory=lambda: new_id("hold"))
     future: asyncio.Future[HoldOutcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -99,9 +109,19 @@ class HoldWriter:
         amount: int,
         estimated_tokens: int,
         ttl: dt.timedelta,
+        minimum: int | None = None,
+        share: int = 1,
+        hold_id: str = "",
     ) -> HoldOutcome:
-        """Reserves `amount` of the account's available credit and opens the request's hold."""
-        request = HoldRequest(request_id, account_id, key_id, model, amount, estimated_tokens, ttl)
+        """Reserves `amount` of the account's available credit and opens the request's hold.
+
+        With `minimum`, a lease: grants between `minimum` and `amount` (see the module doc).
+        """
+        request = HoldRequest(
+            request_id, account_id, key_id, model, amount, estimated_tokens, ttl, minimum, share
+        )
+        if hold_id:
+            request.hold_id = hold_id
         self._queue.append(request)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="hold-writer")
@@ -130,13 +150,21 @@ class HoldWriter:
             admitted: list[HoldRequest] = []
             for index, request in enumerate(batch):
                 account = accounts[request.account_id]
+                need = request.amount if request.minimum is None else request.minimum
                 if account.disabled:
                     outcomes[index] = HoldOutcome(HoldResult.ACCOUNT_DISABLED)
-                elif request.amount > 0 and account.available < request.amount:
+                elif need > 0 and account.available < need:
                     outcomes[index] = HoldOutcome(
                         HoldResult.INSUFFICIENT_CREDIT, available=account.available
                     )
                 else:
+                    if request.minimum is not None:
+                        spare = max(0, account.available) // max(1, request.share)
+                        request.amount = min(request.amount, max(need, spare))
+                        if request.amount == 0:
+                            # A lease for free requests only: nothing to hold.
+                            outcomes[index] = HoldOutcome(HoldResult.OPENED, request.hold_id)
+                            continue
                     account.reserved += request.amount
                     admitted.append(request)
             inserted = await _insert_holds(conn, admitted, now)

@@ -14,7 +14,7 @@ import socket
 import grpc
 
 from bytespike.router.v1 import router_pb2, router_pb2_grpc
-from bytespike_metering.pricing import RateCard
+from bytespike_common.pricing import RateCard
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 2.0

@@ -22,6 +22,7 @@ from bytespike_metering.admin import MeteringAdminServicer
 from bytespike_metering.admission import Admitter, Policy
 from bytespike_metering.consumer import UsageConsumer
 from bytespike_metering.holds import HoldWriter
+from bytespike_metering.leases import LeaseGranter, LeasePolicy
 from bytespike_metering.limits import Limiter, MemoryLimiter
 from bytespike_metering.limits_redis import RedisLimiter
 from bytespike_metering.ratecard import RateCardWatcher
@@ -141,13 +142,26 @@ async def create_server(settings: Settings) -> AsyncIterator[GrpcServer]:
             hold_ttl=dt.timedelta(seconds=settings.hold_ttl_seconds),
             account_concurrency=settings.account_concurrency,
         )
-        admitter = Admitter(HoldWriter(store), limiter, lambda: watcher.card, policy)
+        writer = HoldWriter(store)
+        admitter = Admitter(writer, limiter, lambda: watcher.card, policy)
+        leases = LeaseGranter(
+            store,
+            writer,
+            LeasePolicy(
+                ttl=dt.timedelta(seconds=settings.lease_seconds),
+                hold_ttl=dt.timedelta(seconds=settings.lease_hold_ttl_seconds),
+                share=settings.lease_share,
+                # A concurrency count per account needs every request to come through Admit.
+                disabled=settings.account_concurrency > 0,
+            ),
+        )
         server.add(
-            metering_pb2_grpc.add_MeteringServiceServicer_to_server, MeteringServicer(admitter)
+            metering_pb2_grpc.add_MeteringServiceServicer_to_server,
+            MeteringServicer(admitter, leases),
         )
         server.add(
             metering_pb2_grpc.add_MeteringAdminServiceServicer_to_server,
-            MeteringAdminServicer(store),
+            MeteringAdminServicer(store, nc),
         )
         await server.start()
         stack.push_async_callback(server.stop)

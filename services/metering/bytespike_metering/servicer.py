@@ -1,4 +1,4 @@
-"""MeteringService.Admit over gRPC: validation and the mapping of failures to status codes.
+"""MeteringService.Admit and Lease over gRPC: validation, and failures mapped to status codes.
 
 The decision itself is `admission.Admitter`'s. A missing price (no rate card yet, or a
 model the card does not know) is UNAVAILABLE: the edge applies its metering fail mode,
@@ -13,11 +13,13 @@ import grpc
 
 from bytespike.metering.v1 import metering_pb2, metering_pb2_grpc
 from bytespike_metering.admission import Admitter, PriceUnknown
+from bytespike_metering.leases import LeaseGranter
 
 
 class MeteringServicer(metering_pb2_grpc.MeteringServiceServicer):
-    def __init__(self, admitter: Admitter) -> None:
+    def __init__(self, admitter: Admitter, leases: LeaseGranter) -> None:
         self._admitter = admitter
+        self._leases = leases
 
     async def Admit(
         self, request: metering_pb2.AdmitRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -31,3 +33,15 @@ class MeteringServicer(metering_pb2_grpc.MeteringServiceServicer):
         except PriceUnknown as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             raise AssertionError("unreachable") from exc
+
+    async def Lease(
+        self, request: metering_pb2.LeaseRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> metering_pb2.LeaseResponse:
+        releasing = request.HasField("release") and bool(request.release.lease_id)
+        if request.release_only and not releasing:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "release_only needs a release")
+        if not request.release_only and (not request.lease_id or not request.account_id):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "lease_id and account_id are required"
+            )
+        return await self._leases.lease(request)

@@ -28,6 +28,12 @@ class Settings(ServiceSettings):
     # A hold no usage event settles within this time is released by the sweeper.
     hold_ttl_seconds: int = Field(3600, gt=0)
     sweep_interval_seconds: float = Field(60.0, gt=0)
+    # Admission leases (docs/metering.md): how long an edge admits from one lease, how long
+    # its hold lives if the edge never hands it back, and the largest slice of an account's
+    # available credit one lease may take (1/share).
+    lease_seconds: float = Field(10.0, gt=0)
+    lease_hold_ttl_seconds: int = Field(120, gt=0)
+    lease_share: int = Field(4, ge=1)
     # Throttling windows: empty = in this process (one replica); a Redis URL = shared by
     # every replica.
     redis_url: str = ""

@@ -1,10 +1,12 @@
 """Settlement: a batch of usage events becomes usage records, ledger charges and freed holds.
 
 In one transaction per batch: record each event's usage keyed by request id (a replayed
-event inserts nothing and so charges nothing), close its hold, append a `usage` ledger row
-for its cost, and move the balances — `balance -= cost`, `held -= hold amount`. Only after
-the commit does the limiter hear about it: the request's concurrency slots are freed and
-its key's TPM window is corrected from the estimate to the actual tokens. A crash between
+event inserts nothing and so charges nothing), close its hold (or, for a request admitted
+from an admission lease, draw the lease down by what the request reserved), append a
+`usage` ledger row for its cost, and move the balances — `balance -= cost`, `held -= hold
+amount`. Only after the commit does the limiter hear about it: the request's concurrency
+slots are freed and its key's TPM window is corrected from the estimate to the actual
+tokens. A crash between
 the two costs nothing durable: memory windows die with the process, Redis slots expire.
 
 Costs come from the rate card in force at settlement (see `pricing`), computed once here;
@@ -22,11 +24,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bytespike.usage.v1 import usage_pb2
-from bytespike_common import telemetry
+from bytespike_common import pricing, telemetry
 from bytespike_common.db import insert_ignoring_duplicates
-from bytespike_metering import pricing
+from bytespike_common.pricing import RateCard
 from bytespike_metering.limits import Limiter
-from bytespike_metering.pricing import RateCard
 from bytespike_metering.schema import balances, holds, ledger, usage_records
 from bytespike_metering.store import (
     OPEN,
@@ -34,6 +35,7 @@ from bytespike_metering.store import (
     USAGE,
     MeteringStore,
     ReleasedHold,
+    draw_down,
     now_utc,
     release_held,
     released_columns,
@@ -126,12 +128,22 @@ async def record_charges(
         if not new:
             return [], []
         released = await _close_holds(conn, [c.event.request_id for c in new], now)
+        drawn = await draw_down(conn, _lease_draws(new))
         billed = [c for c in new if c.cost]
         if billed:
             await conn.execute(ledger.insert(), [_ledger_row(c, now) for c in billed])
         await _debit(conn, billed, now)
-        await release_held(conn, released, now)
+        await release_held(conn, [*released, *drawn], now)
     return new, released
+
+
+def _lease_draws(charges: Sequence[Charge]) -> dict[str, int]:
+    """What each admission lease reserved for these requests: the amounts to draw it down by."""
+    draws: dict[str, int] = {}
+    for charge in charges:
+        if lease_id := charge.event.lease_id:
+            draws[lease_id] = draws.get(lease_id, 0) + charge.event.reserved
+    return draws
 
 
 async def _close_holds(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,6 +193,39 @@ async def release_held(
                 .where(balances.c.account_id == account_id)
                 .values(held=balances.c.held - per_account[account_id], updated_at=now)
             )
+
+
+async def draw_down(conn: AsyncConnection, amounts: Mapping[str, int]) -> list[ReleasedHold]:
+    """Takes `amounts[hold_id]` off each open hold, never more than it still holds.
+
+    For admission leases (`leases`), which shrink as their requests settle and as the edge
+    hands back what it did not use; one drawn to zero is closed. Returns what was taken per
+    hold, for `release_held`;
+    hold rows are locked in id order, before any balance row, like every other writer.
+    """
+    if not amounts:
+        return []
+    rows = (
+        await conn.execute(
+            sa.select(holds.c.id, *_RELEASED_COLUMNS)
+            .where(holds.c.id.in_(sorted(amounts)))
+            .where(holds.c.status == OPEN)
+            .order_by(holds.c.id)
+            .with_for_update()
+        )
+    ).all()
+    taken: list[ReleasedHold] = []
+    for row in rows:
+        take = min(int(row.amount), max(0, amounts[row.id]))
+        if take:
+            # Drawn to nothing, the lease is done: every request it admitted has settled and
+            # the edge reserves nothing more from it (its own rest is never above this).
+            values: dict[str, Any] = {"amount": holds.c.amount - take}
+            if take == row.amount:
+                values.update(status=SETTLED, settled_at=now_utc())
+            await conn.execute(holds.update().where(holds.c.id == row.id).values(**values))
+            taken.append(ReleasedHold(row.request_id, row.account_id, row.key_id, take, 0))
+    return taken
 
 
 def released_columns() -> tuple[Any, ...]:

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from bytespike_common.errors import InvalidRequest
-from bytespike_common.ids import request_id as new_request_id
 from bytespike_edge.counting import count_tokens
-from bytespike_edge.deps import GatewayDep
+from bytespike_edge.deps import GatewayDep, mint_request_id
 from bytespike_edge.exchange import ClientRequest, serve_generation
+from bytespike_edge.gateway import Gateway
 from bytespike_edge.http_io import anthropic_key, read_json_object
 from bytespike_edge.translate.ir import WireProtocol
 
@@ -62,9 +62,7 @@ def _validate(data: dict[str, Any]) -> tuple[str, bool, int]:
     return model, stream, max_tokens
 
 
-@router.post("/v1/messages")
-async def messages(request: Request, gateway: GatewayDep) -> Response:
-    request_id = request.state.request_id = new_request_id()
+async def serve_messages(request: Request, gateway: Gateway, request_id: str) -> Response:
     raw, data = await read_json_object(request, gateway.settings.max_body_bytes)
     key = anthropic_key(request)
     principal = await gateway.authenticate(key)
@@ -82,9 +80,7 @@ async def messages(request: Request, gateway: GatewayDep) -> Response:
     return await serve_generation(gateway, client, principal)
 
 
-@router.post("/v1/messages/count_tokens")
-async def messages_count_tokens(request: Request, gateway: GatewayDep) -> Response:
-    request.state.request_id = new_request_id()
+async def serve_count_tokens(request: Request, gateway: Gateway, request_id: str) -> Response:
     _, data = await read_json_object(request, gateway.settings.max_body_bytes)
     key = anthropic_key(request)
     principal = await gateway.authenticate(key)
@@ -92,3 +88,15 @@ async def messages_count_tokens(request: Request, gateway: GatewayDep) -> Respon
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: Field required", param="model")
     return await count_tokens(gateway, WireProtocol.ANTHROPIC, data, model, principal)
+
+
+# Served by the fast lane (`bytespike_edge.fastlane`); the routes keep the API's schema
+# and FastAPI's answers (405, redirects) for what the lane does not take.
+@router.post("/v1/messages")
+async def messages(request: Request, gateway: GatewayDep) -> Response:
+    return await serve_messages(request, gateway, mint_request_id(request))
+
+
+@router.post("/v1/messages/count_tokens")
+async def messages_count_tokens(request: Request, gateway: GatewayDep) -> Response:
+    return await serve_count_tokens(request, gateway, mint_request_id(request))

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from bytespike_common.errors import InvalidRequest, NotFound
-from bytespike_common.ids import request_id as new_request_id
 from bytespike_edge.counting import count_tokens
-from bytespike_edge.deps import GatewayDep
+from bytespike_edge.deps import GatewayDep, mint_request_id
 from bytespike_edge.exchange import ClientRequest, serve_generation
+from bytespike_edge.gateway import Gateway
 from bytespike_edge.http_io import gemini_key, read_json_object
 from bytespike_edge.translate.ir import WireProtocol
 
@@ -36,8 +36,9 @@ def _max_output(data: dict[str, Any]) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-async def _handle(target: str, request: Request, gateway: GatewayDep) -> Response:
-    request_id = request.state.request_id = new_request_id()
+async def serve_model_method(request: Request, gateway: Gateway, request_id: str) -> Response:
+    """`models/{target}`, where the target is `<model>:<method>` (`path_params["target"]`)."""
+    target: str = request.path_params["target"]
     model, _, method = target.removeprefix("models/").rpartition(":")
     if method not in METHODS or not model:
         raise NotFound(f"Method '{method or target}' is not found for models.")
@@ -63,11 +64,13 @@ async def _handle(target: str, request: Request, gateway: GatewayDep) -> Respons
     return await serve_generation(gateway, client, principal)
 
 
+# Served by the fast lane (`bytespike_edge.fastlane`); the routes keep the API's schema
+# and FastAPI's answers (405, redirects) for what the lane does not take.
 @router.post("/v1beta/models/{target:path}")
 async def gemini_v1beta(target: str, request: Request, gateway: GatewayDep) -> Response:
-    return await _handle(target, request, gateway)
+    return await serve_model_method(request, gateway, mint_request_id(request))
 
 
 @router.post("/v1/models/{target:path}")
 async def gemini_v1(target: str, request: Request, gateway: GatewayDep) -> Response:
-    return await _handle(target, request, gateway)
+    return await serve_model_method(request, gateway, mint_request_id(request))

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from bytespike_common.errors import InvalidRequest
-from bytespike_common.ids import request_id as new_request_id
-from bytespike_edge.deps import GatewayDep
+from bytespike_edge.deps import GatewayDep, mint_request_id
 from bytespike_edge.exchange import ClientRequest, serve_generation
+from bytespike_edge.gateway import Gateway
 from bytespike_edge.http_io import bearer_token, read_json_object
 from bytespike_edge.translate.ir import WireProtocol
 
@@ -41,9 +41,7 @@ def _validate(data: dict[str, Any]) -> tuple[str, bool]:
     return model, stream
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
-    request_id = request.state.request_id = new_request_id()
+async def serve_chat_completions(request: Request, gateway: Gateway, request_id: str) -> Response:
     raw, data = await read_json_object(request, gateway.settings.max_body_bytes)
     key = bearer_token(request)
     principal = await gateway.authenticate(key)
@@ -59,3 +57,10 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
         forward_headers={},
     )
     return await serve_generation(gateway, client, principal)
+
+
+# Served by the fast lane (`bytespike_edge.fastlane`); the route keeps the API's schema
+# and FastAPI's answers (405, redirects) for what the lane does not take.
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
+    return await serve_chat_completions(request, gateway, mint_request_id(request))

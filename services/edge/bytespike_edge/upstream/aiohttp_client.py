@@ -28,6 +28,8 @@ from bytespike_edge.upstream.client import Timeouts, UpstreamResponse
 POOL_WAIT = 5.0
 # Upstream origins whose proxy decision is remembered (providers are a handful).
 MAX_ORIGINS = 1024
+# Distinct upstream timeout settings whose aiohttp form is kept.
+MAX_TIMEOUTS = 256
 
 
 def _translate(exc: BaseException) -> Exception:
@@ -112,22 +114,33 @@ class AiohttpUpstream:
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
         )
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+
+    def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        """aiohttp's form of `timeouts`, built once per distinct value (a handful: one
+        per provider, plus the rare attempt cut short by the failover budget)."""
+        timeout = self._timeouts.get(timeouts)
+        if timeout is None:
+            if len(self._timeouts) >= MAX_TIMEOUTS:
+                self._timeouts.clear()
+            timeout = self._timeouts[timeouts] = aiohttp.ClientTimeout(
+                total=timeouts.total,
+                connect=timeouts.connect + POOL_WAIT,
+                sock_connect=timeouts.connect,
+                sock_read=timeouts.first_byte,
+            )
+        return timeout
 
     async def send(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
     ) -> UpstreamResponse:
-        timeout = aiohttp.ClientTimeout(
-            total=timeouts.total,
-            connect=timeouts.connect + POOL_WAIT,
-            sock_connect=timeouts.connect,
-            sock_read=timeouts.first_byte,
-        )
         try:
             response = await self._session.post(
                 url,
                 data=body,
-                headers=dict(headers),
-                timeout=timeout,
+                # aiohttp reads a dict's items; any other mapping would yield only its keys.
+                headers=headers if isinstance(headers, dict) else dict(headers),
+                timeout=self._client_timeout(timeouts),
                 allow_redirects=False,
                 proxy=self._proxies.for_url(url),
             )

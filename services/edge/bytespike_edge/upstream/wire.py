@@ -10,7 +10,24 @@ MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
+# Per (provider message, credential): the headers every request to it starts from. Keyed
+# by identity, as route tables are snapshots; cleared when full (a few reloads' worth).
+_HEADERS_CACHE_SIZE = 256
+_headers: dict[tuple[int, str], tuple[router_pb2.Provider, dict[str, str]]] = {}
+
+
 def request_headers(provider: router_pb2.Provider, credential: str) -> dict[str, str]:
+    """A new dict each call: callers add the request's own headers to it."""
+    key = (id(provider), credential)
+    cached = _headers.get(key)
+    if cached is None or cached[0] is not provider:
+        if len(_headers) >= _HEADERS_CACHE_SIZE:
+            _headers.clear()
+        cached = _headers[key] = (provider, _build_headers(provider, credential))
+    return cached[1].copy()
+
+
+def _build_headers(provider: router_pb2.Provider, credential: str) -> dict[str, str]:
     headers = {"content-type": "application/json", "accept-encoding": "identity"}
     headers.update(provider.headers)
     if credential:

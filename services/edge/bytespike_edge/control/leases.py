@@ -1,0 +1,244 @@
+"""Admission leases on the edge: reserve each request's maximum cost from a local budget.
+
+Metering grants an account a budget (`MeteringService.Lease`, see the metering service's
+`leases` module); the edge reserves each request's maximum cost from it in memory — no
+call, no commit — and names the lease and the amount in the usage event, by which
+settlement draws the lease down. A lease is used for `ttl` at most. Renewal:
+
+- in the background when a lease runs low, so a busy account never waits on metering;
+  the old lease's unreserved rest is handed back right after the new one arrives;
+- inline when a request finds no lease, an expired one or too little in it: that call
+  hands back the old rest and asks for at least this request's cost, and is made once per
+  account however many requests wait for it (they share the answer);
+- a sweep hands back the rest of leases that expired unused, and a metering push
+  (`metering.v1.account_status`) drops a disabled account's lease at once.
+
+Metering answers `leasable=false` when its limits need a count per request; the account is
+then admitted request by request (`Admit`) until the answer is asked for again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from bytespike.metering.v1 import metering_pb2, metering_pb2_grpc
+from bytespike_common.ids import new_id
+
+log = logging.getLogger(__name__)
+# A lease asked for inline covers this many requests like the one waiting for it.
+DEFAULT_LEASE_REQUESTS = 200
+# How long "admit this account request by request" is remembered.
+PER_REQUEST_SECONDS = 10.0
+# How long a request keeps trying for a place in a lease others keep draining.
+ACQUIRE_PATIENCE = 10.0
+# Renew in the background once a lease is down to this fraction of what it was granted.
+LOW_WATER_FRACTION = 4
+
+
+class LeaseDenied(Exception):
+    """Metering refused a lease for the request waiting on it (credit, disabled account)."""
+
+    def __init__(self, response: metering_pb2.LeaseResponse) -> None:
+        super().__init__(response.message)
+        self.response = response
+
+
+@dataclass(slots=True)
+class Lease:
+    lease_id: str
+    remaining: int
+    # time.monotonic() after which nothing more is reserved from it.
+    until: float
+    low_water: int
+
+
+class LeaseBook:
+    def __init__(
+        self,
+        stub: metering_pb2_grpc.MeteringServiceAsyncStub,
+        *,
+        timeout: float,
+        lease_requests: int = DEFAULT_LEASE_REQUESTS,
+    ) -> None:
+        self._stub = stub
+        self._timeout = timeout
+        self._lease_requests = lease_requests
+        self._leases: dict[str, Lease] = {}
+        # Accounts metering wants admitted request by request, until when.
+        self._per_request: dict[str, float] = {}
+        # One inline or background renewal per account at a time.
+        self._renewals: dict[str, asyncio.Task[Lease | None]] = {}
+        self._background: set[asyncio.Task[object]] = set()
+
+    def leasable(self, account_id: str) -> bool:
+        until = self._per_request.get(account_id)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        del self._per_request[account_id]
+        return True
+
+    def reserve(self, account_id: str, key_id: str, cost: int) -> str | None:
+        """The lease id `cost` was reserved from, or None when the edge has no room for it."""
+        lease = self._leases.get(account_id)
+        if lease is None or lease.remaining < cost or time.monotonic() >= lease.until:
+            return None
+        lease.remaining -= cost
+        if lease.remaining < lease.low_water and account_id not in self._renewals:
+            self._start_renewal(account_id, key_id, cost, inline=False)
+        return lease.lease_id
+
+    async def acquire(self, account_id: str, key_id: str, cost: int) -> str | None:
+        """Reserves `cost` from a fresh lease; None if the account is admitted per request.
+
+        Raises LeaseDenied when metering refuses (the caller renders the denial) and
+        grpc.aio.AioRpcError when metering cannot be reached.
+        """
+        # Every renewal admits at least one request (it grants at least the need), so
+        # waiting goes on until this request is admitted or metering refuses; the deadline
+        # only guards against a pathological storm of ever-cheaper leases.
+        deadline = time.monotonic() + ACQUIRE_PATIENCE
+        while True:
+            running = self._renewals.get(account_id)
+            if running is None:
+                running = self._start_renewal(account_id, key_id, cost, inline=True)
+            lease = await asyncio.shield(running)
+            if lease is None:
+                return None
+            if (lease_id := self.reserve(account_id, key_id, cost)) is not None:
+                return lease_id
+            # Others drained the new lease first, or it was sized for a cheaper request.
+            if time.monotonic() > deadline:
+                raise LeaseDenied(
+                    metering_pb2.LeaseResponse(
+                        denial=metering_pb2.DENIAL_RATE_LIMITED,
+                        message="Too many concurrent requests for this account's remaining "
+                        "credit; retry shortly.",
+                    )
+                )
+
+    def _start_renewal(
+        self, account_id: str, key_id: str, need: int, *, inline: bool
+    ) -> asyncio.Task[Lease | None]:
+        renewal = (
+            self._renew(account_id, key_id, need, inline=True)
+            if inline
+            else self._renew_early(account_id, key_id, need)
+        )
+        task = asyncio.create_task(renewal, name=f"lease-renewal-{account_id}")
+        self._renewals[account_id] = task
+        task.add_done_callback(lambda _: self._renewals.pop(account_id, None))
+        return task
+
+    async def _renew_early(self, account_id: str, key_id: str, need: int) -> Lease | None:
+        """A background renewal never fails a request: on any refusal the old lease stays,
+        and a request that finds it too small renews inline (handing its rest back first),
+        which gives the real answer."""
+        try:
+            return await self._renew(account_id, key_id, need, inline=False)
+        except LeaseDenied:
+            pass
+        except grpc.aio.AioRpcError as exc:
+            log.warning("background lease renewal failed (%s)", exc.code().name)
+        return self._leases.get(account_id)
+
+    async def _renew(
+        self, account_id: str, key_id: str, need: int, *, inline: bool
+    ) -> Lease | None:
+        old = self._leases.get(account_id)
+        release: metering_pb2.LeaseRelease | None = None
+        if inline and old is not None:
+            # The caller waits for this lease: hand the old rest back in the same call.
+            release = metering_pb2.LeaseRelease(lease_id=old.lease_id, unused=old.remaining)
+            old.remaining = 0
+            del self._leases[account_id]
+        request = metering_pb2.LeaseRequest(
+            lease_id=new_id("lease"),
+            account_id=account_id,
+            key_id=key_id,
+            want=max(need, need * self._lease_requests),
+            need=need,
+            release=release,
+        )
+        response: metering_pb2.LeaseResponse = await self._stub.Lease(
+            request, timeout=self._timeout
+        )
+        if not response.leasable:
+            self._per_request[account_id] = time.monotonic() + PER_REQUEST_SECONDS
+            self._drop(account_id)
+            return None
+        if not response.granted:
+            if inline:
+                self._drop(account_id)
+            raise LeaseDenied(response)
+        lease = Lease(
+            lease_id=response.lease_id,
+            remaining=response.amount,
+            until=time.monotonic() + response.ttl_ms / 1000,
+            low_water=response.amount // LOW_WATER_FRACTION,
+        )
+        previous = self._leases.get(account_id)
+        self._leases[account_id] = lease
+        if previous is not None:
+            self._hand_back(previous)
+        return lease
+
+    def _drop(self, account_id: str) -> None:
+        lease = self._leases.pop(account_id, None)
+        if lease is not None:
+            self._hand_back(lease)
+
+    def _hand_back(self, lease: Lease) -> None:
+        """Returns what no request reserved, off the request path."""
+        unused, lease.remaining = lease.remaining, 0
+        if unused <= 0:
+            return
+        task = asyncio.create_task(self._release(lease.lease_id, unused))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release(self, lease_id: str, unused: int) -> None:
+        request = metering_pb2.LeaseRequest(
+            release=metering_pb2.LeaseRelease(lease_id=lease_id, unused=unused),
+            release_only=True,
+        )
+        try:
+            await self._stub.Lease(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            # The hold expires on its own (metering's lease hold TTL); only the timing is lost.
+            log.warning("handing back lease %s failed (%s)", lease_id, exc.code().name)
+
+    def revoke(self, account_id: str) -> None:
+        """The account changed status: nothing more is admitted from its lease."""
+        self._drop(account_id)
+
+    def sweep(self) -> None:
+        """Hands back leases whose time is up (their accounts went quiet)."""
+        now = time.monotonic()
+        for account_id in [a for a, lease in self._leases.items() if lease.until <= now]:
+            if account_id not in self._renewals:
+                self._drop(account_id)
+        for account_id in [a for a, until in self._per_request.items() if until <= now]:
+            del self._per_request[account_id]
+
+    async def run_sweeper(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    async def aclose(self) -> None:
+        """Hands every lease back (shutdown)."""
+        for account_id in list(self._leases):
+            self._drop(account_id)
+        if self._background:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*self._background, return_exceptions=True), self._timeout
+                )

@@ -1,0 +1,116 @@
+"""What the request path now computes once instead of per request still answers the same:
+route plans and group access per snapshot, upstream headers and timeouts, and ids."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+from bytespike.router.v1 import router_pb2
+from bytespike_common.ids import new_id, request_id
+from bytespike_common.routing import RouteIndex
+from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
+from bytespike_edge.upstream.client import Timeouts
+from bytespike_edge.upstream.wire import request_headers
+
+
+def _table() -> router_pb2.RouteTable:
+    return router_pb2.RouteTable(
+        providers=[router_pb2.Provider(id="p"), router_pb2.Provider(id="q")],
+        models=[
+            router_pb2.Model(
+                id="single",
+                deployments=[
+                    router_pb2.Deployment(id="s-backup", provider_id="p", priority=1),
+                    router_pb2.Deployment(id="s-main", provider_id="p", priority=0),
+                    router_pb2.Deployment(id="s-gone", provider_id="missing"),
+                ],
+            ),
+            router_pb2.Model(
+                id="weighted",
+                deployments=[
+                    router_pb2.Deployment(id="heavy", provider_id="p", weight=3),
+                    router_pb2.Deployment(id="light", provider_id="q", weight=1),
+                    router_pb2.Deployment(id="never-first", provider_id="q", weight=0),
+                ],
+            ),
+        ],
+        groups=[router_pb2.Group(name="gpt", model_patterns=["w*"])],
+    )
+
+
+def test_a_plan_without_choices_is_fixed_and_a_fresh_list() -> None:
+    index = RouteIndex(_table())
+    model = index.models["single"]
+    first = index.plan(model)
+    assert [d.id for d in first] == ["s-main", "s-backup"]
+    first.clear()  # a caller's list is its own
+    assert [d.id for d in index.plan(model)] == ["s-main", "s-backup"]
+
+
+def test_weighted_order_is_drawn_per_plan() -> None:
+    index = RouteIndex(_table())
+    model = index.models["weighted"]
+    rng = random.Random(3)
+    plans = [[d.id for d in index.plan(model, rng)] for _ in range(4000)]
+    firsts = Counter(plan[0] for plan in plans)
+    assert set(firsts) == {"heavy", "light"}
+    assert 2.5 < firsts["heavy"] / firsts["light"] < 3.5
+    assert all(plan[-1] == "never-first" and len(plan) == 3 for plan in plans)
+
+
+def test_a_model_message_from_elsewhere_is_planned_from_itself() -> None:
+    index = RouteIndex(_table())
+    own = router_pb2.Model(
+        id="single", deployments=[router_pb2.Deployment(id="other", provider_id="q")]
+    )
+    assert [d.id for d in index.plan(own)] == ["other"]
+
+
+def test_group_access_is_the_same_asked_twice() -> None:
+    index = RouteIndex(_table())
+    for _ in range(2):
+        assert index.allowed("weighted", "gpt")
+        assert not index.allowed("single", "gpt")
+        assert not index.allowed("weighted", "no-such-group")
+        assert not index.allowed("weighted", "gpt", key_allowed=["single"])
+
+
+def test_upstream_headers_are_a_new_dict_per_request() -> None:
+    provider = router_pb2.Provider(
+        id="a", protocol=router_pb2.PROTOCOL_ANTHROPIC, headers={"anthropic-version": "1"}
+    )
+    headers = request_headers(provider, "secret")
+    assert headers == {
+        "content-type": "application/json",
+        "accept-encoding": "identity",
+        "anthropic-version": "1",
+        "x-api-key": "secret",
+    }
+    headers["anthropic-beta"] = "x"
+    assert "anthropic-beta" not in request_headers(provider, "secret")
+    assert "x-api-key" not in request_headers(provider, "")
+    # A reloaded table's provider (another message, same id) is read afresh.
+    reloaded = router_pb2.Provider(id="a", protocol=router_pb2.PROTOCOL_GEMINI)
+    assert request_headers(reloaded, "secret")["x-goog-api-key"] == "secret"
+
+
+async def test_client_timeouts_follow_each_attempts_limits() -> None:
+    upstream = AiohttpUpstream(10)
+    try:
+        usual = upstream._client_timeout(Timeouts(connect=5, first_byte=120, total=None))
+        again = upstream._client_timeout(Timeouts(connect=5, first_byte=120, total=None))
+        cut = upstream._client_timeout(Timeouts(connect=0.5, first_byte=0.5, total=30))
+    finally:
+        await upstream.aclose()
+    assert usual is again
+    assert (usual.sock_connect, usual.sock_read, usual.total) == (5, 120, None)
+    assert (cut.sock_connect, cut.sock_read, cut.total) == (0.5, 0.5, 30)
+
+
+def test_ids_keep_their_shape_and_do_not_repeat() -> None:
+    ids = {request_id() for _ in range(20_000)}
+    assert len(ids) == 20_000
+    assert all(re.fullmatch(r"req_[0-9a-f]{11,}[0-9a-f]{20}", i) for i in ids)
+    assert re.fullmatch(r"hold_[0-9a-f]{31,}", new_id("hold"))
