@@ -94,7 +94,15 @@ async def test_a_completion_and_a_stream_are_counted(suite: Suite) -> None:
     assert value("bytespike_circuit_state", deployment=f"{MODEL}/fakeai/0") == 0
 
 
+def _all_settled() -> bool:
+    """Every usage event the edge published has been settled (both run in this process)."""
+    published = value("bytespike_usage_published_total")
+    return value("bytespike_settlement_lag_seconds_count") >= published
+
+
 async def test_settlement_counts_credits(suite: Suite) -> None:
+    # Earlier tests' events may still be settling: their charges must not land in the delta.
+    await _eventually(_all_settled)
     delta = Delta(
         ("bytespike_credits_charged_total", {"model": MODEL}),
         ("bytespike_settlement_lag_seconds_count", {}),
