@@ -290,3 +290,31 @@ async def test_metering_down_refuses_new_leases_but_not_live_ones(harness: Harne
         with pytest.raises(DependencyUnavailable):
             await _admit(admitter, _principal("acct_2"), 2)
         await dead.close()
+
+
+async def test_a_hand_back_metering_missed_is_retried(harness: Harness) -> None:
+    await harness.top_up("acct_1", 1_000_000)
+    async with edge_admitter(harness) as admitter:
+        admission = await _admit(admitter, _principal(), 0)
+        book = admitter.leases
+        assert book is not None
+        live = book._stub
+        # Metering restarting: the hand-back is not delivered ...
+        dead = grpc.aio.insecure_channel("127.0.0.1:1")
+        book._stub = type(live)(dead)
+        book.revoke("acct_1")
+
+        async def missed() -> bool:
+            return bool(book._unreturned)
+
+        await _eventually(missed)
+        # ... and once metering is back, the next sweep delivers it.
+        book._stub = live
+        book.sweep()
+
+        async def returned() -> bool:
+            return (await harness.balance("acct_1")).held == admission.reserved
+
+        await _eventually(returned)
+        await dead.close()
+    await _consistent(harness.store, "acct_1")

@@ -8,7 +8,10 @@ never succeed) and logged.
 A transaction's cost is mostly per batch, not per event, so when events are arriving
 faster than they are settled (a pull brings several, but not a full batch) the consumer
 waits `BATCH_LINGER` for more before settling: under load that multiplies the batch size
-for a few milliseconds of settlement delay. A lone event is settled at once, as before.
+(~40 events a transaction at 1,000 events/s instead of ~15 with 10 ms) for at most 50 ms of
+settlement delay. A lone event is settled at once, as before. Events pulled but not yet
+settled when the consumer is stopped are nak'd, so a restarted metering gets them at once
+rather than after the ack wait.
 The acks are not awaited one by one on the wire: the client queues them and writes the
 whole batch's in one flush. They stay explicit, one per message: `AckPolicy.ALL` would let
 one replica's ack of its last message ack another replica's unsettled ones on a shared
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
 # How long a short pull waits for more events before settling, and how long the top-up
 # pull may then wait for the first of them.
-BATCH_LINGER = 0.01
+BATCH_LINGER = 0.05
 TOP_UP_TIMEOUT = 0.005
 # Records a batch and returns how many events were new.
 Settle = Callable[[Sequence[usage_pb2.UsageEvent]], Awaitable[int]]
@@ -96,12 +99,16 @@ class UsageConsumer:
     async def _pull(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
         messages = await subscription.fetch(self._batch_size, timeout=1)
         if 1 < len(messages) < self._batch_size:
-            await asyncio.sleep(BATCH_LINGER)
-            # Nothing more (or a failed top-up pull): settle what came.
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                messages += await subscription.fetch(
-                    self._batch_size - len(messages), timeout=TOP_UP_TIMEOUT
-                )
+            try:
+                await asyncio.sleep(BATCH_LINGER)
+                # Nothing more (or a failed top-up pull): settle what came.
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    messages += await subscription.fetch(
+                        self._batch_size - len(messages), timeout=TOP_UP_TIMEOUT
+                    )
+            except asyncio.CancelledError:
+                await _give_back(messages)
+                raise
         return messages
 
     async def _handle(self, messages: list[Msg]) -> None:
@@ -124,6 +131,11 @@ class UsageConsumer:
         try:
             with telemetry.consume_spans(good, self._stream, self._durable):
                 self.settled += await self._settle(events)
+        except asyncio.CancelledError:
+            # Stopping: whether or not the batch committed, redeliver it now (a replay
+            # is harmless) instead of after the ack wait.
+            await _give_back(good)
+            raise
         except Exception:
             log.exception("settling %d usage events failed; they will be redelivered", len(events))
             for message in good:
@@ -132,3 +144,11 @@ class UsageConsumer:
             return
         for message in good:
             await message.ack()
+
+
+async def _give_back(messages: Sequence[Msg]) -> None:
+    """Naks pulled messages for immediate redelivery, best effort (the connection may be
+    closing; unacked messages are redelivered after the ack wait anyway)."""
+    with contextlib.suppress(Exception):
+        for message in messages:
+            await asyncio.shield(message.nak())

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,16 +30,19 @@ from bytespike_common import pricing, telemetry
 from bytespike_common.db import insert_ignoring_duplicates
 from bytespike_common.pricing import RateCard
 from bytespike_metering.limits import Limiter
-from bytespike_metering.schema import balances, holds, ledger, usage_records
+from bytespike_metering.schema import holds, ledger, usage_records
 from bytespike_metering.store import (
     OPEN,
     SETTLED,
     USAGE,
     MeteringStore,
     ReleasedHold,
+    balance_changes,
     draw_down,
+    draw_down_sqlite,
+    move_balances,
+    move_balances_sqlite,
     now_utc,
-    release_held,
     released_columns,
 )
 
@@ -59,7 +64,7 @@ def tpm_window(key_id: str) -> str:
     return f"tpm:key:{key_id}"
 
 
-def _usage_row(charge: Charge, recorded_at: dt.datetime) -> dict[str, Any]:
+def _usage_row(charge: Charge, recorded_at: Any, started_at: Any) -> dict[str, Any]:
     event, usage = charge.event, charge.event.usage
     return {
         "request_id": event.request_id,
@@ -85,12 +90,12 @@ def _usage_row(charge: Charge, recorded_at: dt.datetime) -> dict[str, Any]:
         "error_cause": event.error_cause,
         "client_disconnected": event.client_disconnected,
         "cost": charge.cost,
-        "started_at": event.started_at.ToDatetime(dt.UTC) if event.HasField("started_at") else None,
+        "started_at": started_at,
         "recorded_at": recorded_at,
     }
 
 
-def _ledger_row(charge: Charge, now: dt.datetime) -> dict[str, Any]:
+def _ledger_row(charge: Charge, now: Any) -> dict[str, Any]:
     event = charge.event
     return {
         "account_id": event.account_id,
@@ -119,22 +124,82 @@ async def record_charges(
         return [], []
     now = now_utc()
     async with store.write(*(c.event.account_id for c in charges)) as conn:
-        inserted = await conn.execute(
-            insert_ignoring_duplicates(usage_records, conn).returning(usage_records.c.request_id),
-            [_usage_row(c, now) for c in charges],
-        )
-        new_ids = set(inserted.scalars().all())
-        new = [c for c in charges if c.event.request_id in new_ids]
-        if not new:
-            return [], []
-        released = await _close_holds(conn, [c.event.request_id for c in new], now)
-        drawn = await draw_down(conn, _lease_draws(new))
-        billed = [c for c in new if c.cost]
-        if billed:
-            await conn.execute(ledger.insert(), [_ledger_row(c, now) for c in billed])
-        await _debit(conn, billed, now)
-        await release_held(conn, [*released, *drawn], now)
+        if store.direct_sqlite:
+            stamp = store.sqlite_datetime(now)
+            return await store.on_sqlite_thread(
+                conn, lambda db: _record_on_sqlite(db, charges, now, stamp, store.sqlite_datetime)
+            )
+        return await _record(conn, charges, now)
+
+
+async def _record(
+    conn: AsyncConnection, charges: list[Charge], now: dt.datetime
+) -> tuple[list[Charge], list[ReleasedHold]]:
+    """`record_charges` through SQLAlchemy (PostgreSQL): a few statements per batch."""
+    inserted = await conn.execute(
+        _insert_usage(conn), [_usage_row(c, now, _started_at(c)) for c in charges]
+    )
+    new_ids = set(inserted.scalars().all())
+    new = [c for c in charges if c.event.request_id in new_ids]
+    if not new:
+        return [], []
+    released = await _close_holds(conn, _hold_requests(new), now)
+    drawn = await draw_down(conn, _lease_draws(new))
+    billed = [c for c in new if c.cost]
+    if billed:
+        await conn.execute(ledger.insert(), [_ledger_row(c, now) for c in billed])
+    await move_balances(conn, _balance_changes(billed, [*released, *drawn]), now)
     return new, released
+
+
+def _record_on_sqlite(
+    db: sqlite3.Connection,
+    charges: list[Charge],
+    now: dt.datetime,
+    stamp: Any,
+    to_text: Callable[[dt.datetime], Any],
+) -> tuple[list[Charge], list[ReleasedHold]]:
+    """`record_charges` on SQLite: the same statements, all in aiosqlite's thread at once."""
+    new: list[Charge] = []
+    insert = db.cursor()
+    for charge in charges:
+        started = _started_at(charge)
+        row = _usage_row(charge, stamp, None if started is None else to_text(started))
+        insert.execute(_SQLITE_INSERT_USAGE, _usage_values(row))
+        if insert.rowcount == 1:
+            new.append(charge)
+    if not new:
+        return [], []
+    released: list[ReleasedHold] = []
+    request_ids = _hold_requests(new)
+    for i in range(0, len(request_ids), _SQLITE_CHUNK):
+        chunk = request_ids[i : i + _SQLITE_CHUNK]
+        rows = db.execute(
+            f"UPDATE holds SET status = ?, settled_at = ? WHERE status = ?"
+            f" AND request_id IN ({', '.join('?' * len(chunk))})"
+            " RETURNING request_id, account_id, key_id, amount, estimated_tokens",
+            (SETTLED, stamp, OPEN, *chunk),
+        ).fetchall()
+        released.extend(ReleasedHold(*row) for row in rows)
+    drawn = draw_down_sqlite(db, _lease_draws(new), stamp)
+    billed = [c for c in new if c.cost]
+    if billed:
+        db.executemany(
+            _SQLITE_INSERT_LEDGER, [_ledger_values(_ledger_row(c, stamp)) for c in billed]
+        )
+    move_balances_sqlite(db, _balance_changes(billed, [*released, *drawn]), stamp)
+    return new, released
+
+
+def _started_at(charge: Charge) -> dt.datetime | None:
+    event = charge.event
+    return event.started_at.ToDatetime(dt.UTC) if event.HasField("started_at") else None
+
+
+def _hold_requests(charges: Sequence[Charge]) -> list[str]:
+    """The requests that may have a hold of their own: all but those admitted from a lease
+    (the edge reserved those from the lease and never called Admit for them)."""
+    return [c.event.request_id for c in charges if not c.event.lease_id]
 
 
 def _lease_draws(charges: Sequence[Charge]) -> dict[str, int]:
@@ -146,9 +211,44 @@ def _lease_draws(charges: Sequence[Charge]) -> dict[str, int]:
     return draws
 
 
+def _balance_changes(
+    billed: Sequence[Charge], released: Sequence[ReleasedHold]
+) -> dict[str, tuple[int, int]]:
+    return balance_changes(((c.event.account_id, c.cost) for c in billed), released)
+
+
+_USAGE_COLUMNS = tuple(c.name for c in usage_records.columns)
+_LEDGER_COLUMNS = tuple(c.name for c in ledger.columns if c.name != "id")
+_usage_values = operator.itemgetter(*_USAGE_COLUMNS)
+_ledger_values = operator.itemgetter(*_LEDGER_COLUMNS)
+_SQLITE_INSERT_USAGE = (
+    f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_USAGE_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
+_SQLITE_INSERT_LEDGER = (
+    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_LEDGER_COLUMNS))})"
+)
+# Request ids per `IN (…)`, well under SQLite's limit on bound parameters.
+_SQLITE_CHUNK = 500
+_INSERT_USAGE: dict[str, Any] = {}
+
+
+def _insert_usage(conn: AsyncConnection) -> Any:
+    """`INSERT … ON CONFLICT DO NOTHING RETURNING request_id`, built once per dialect."""
+    name = conn.dialect.name
+    if name not in _INSERT_USAGE:
+        _INSERT_USAGE[name] = insert_ignoring_duplicates(usage_records, conn).returning(
+            usage_records.c.request_id
+        )
+    return _INSERT_USAGE[name]
+
+
 async def _close_holds(
     conn: AsyncConnection, request_ids: list[str], now: dt.datetime
 ) -> list[ReleasedHold]:
+    if not request_ids:
+        return []
     rows = (
         await conn.execute(
             holds.update()
@@ -159,19 +259,6 @@ async def _close_holds(
         )
     ).all()
     return [ReleasedHold(*row) for row in rows]
-
-
-async def _debit(conn: AsyncConnection, billed: Sequence[Charge], now: dt.datetime) -> None:
-    per_account: dict[str, int] = {}
-    for charge in billed:
-        account = charge.event.account_id
-        per_account[account] = per_account.get(account, 0) + charge.cost
-    for account_id in sorted(per_account):
-        await conn.execute(
-            balances.update()
-            .where(balances.c.account_id == account_id)
-            .values(balance=balances.c.balance - per_account[account_id], updated_at=now)
-        )
 
 
 class Settler:

@@ -75,6 +75,8 @@ class LeaseBook:
         # One inline or background renewal per account at a time.
         self._renewals: dict[str, asyncio.Task[Lease | None]] = {}
         self._background: set[asyncio.Task[object]] = set()
+        # Hand-backs metering was not there to take, by lease id: retried by the sweep.
+        self._unreturned: dict[str, int] = {}
 
     def leasable(self, account_id: str) -> bool:
         until = self._per_request.get(account_id)
@@ -198,9 +200,11 @@ class LeaseBook:
     def _hand_back(self, lease: Lease) -> None:
         """Returns what no request reserved, off the request path."""
         unused, lease.remaining = lease.remaining, 0
-        if unused <= 0:
-            return
-        task = asyncio.create_task(self._release(lease.lease_id, unused))
+        if unused > 0:
+            self._start_release(lease.lease_id, unused)
+
+    def _start_release(self, lease_id: str, unused: int) -> None:
+        task = asyncio.create_task(self._release(lease_id, unused))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -212,7 +216,12 @@ class LeaseBook:
         try:
             await self._stub.Lease(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            # The hold expires on its own (metering's lease hold TTL); only the timing is lost.
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # Not delivered (metering restarting): the sweep tries again, so the credit
+                # is not locked until the hold expires. Anything else may have been applied
+                # and must not be repeated (a hand-back is not idempotent); then the hold
+                # expires on its own (metering's lease hold TTL).
+                self._unreturned[lease_id] = unused
             log.warning("handing back lease %s failed (%s)", lease_id, exc.code().name)
 
     def revoke(self, account_id: str) -> None:
@@ -220,13 +229,17 @@ class LeaseBook:
         self._drop(account_id)
 
     def sweep(self) -> None:
-        """Hands back leases whose time is up (their accounts went quiet)."""
+        """Hands back leases whose time is up (their accounts went quiet), and retries the
+        hand-backs metering could not take."""
         now = time.monotonic()
         for account_id in [a for a, lease in self._leases.items() if lease.until <= now]:
             if account_id not in self._renewals:
                 self._drop(account_id)
         for account_id in [a for a, until in self._per_request.items() if until <= now]:
             del self._per_request[account_id]
+        unreturned, self._unreturned = self._unreturned, {}
+        for lease_id, unused in unreturned.items():
+            self._start_release(lease_id, unused)
 
     async def run_sweeper(self, interval: float = 1.0) -> None:
         while True:
