@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bytespike_common.errors import GatewayError, InternalError
 from bytespike_common.ids import request_id as new_request_id
@@ -67,6 +67,12 @@ _PREFIXED = (
 )
 
 
+def _labels(scope: Scope) -> tuple[str, str]:
+    """The lane route's metric labels: (protocol, route template)."""
+    route: LaneRoute = scope[_ROUTE]
+    return route.protocol, route.template
+
+
 def match(path: str) -> tuple[LaneRoute, dict[str, str]] | None:
     """The lane route a `POST` to `path` takes, with its path parameters; None for FastAPI."""
     exact = _EXACT.get(path)
@@ -101,31 +107,16 @@ class EdgeApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route: LaneRoute = scope[_ROUTE]
         client = scope.get("client")
         address = client_address.set(client[0] if client else None)
-        record, current = observability.start_request()
-        status = 0
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        # 499 (client closed the request) when no status line went out.
-        failed_status = 499
         try:
-            response = await self._respond(route, Request(scope, receive))
-            await response(scope, receive, send_noting_status)
-        except Exception:
-            failed_status = 500
-            raise
+            await observability.observe_request(self._answer, scope, receive, send, _labels)
         finally:
-            observability.finish_request(
-                current, record, route.protocol, route.template, status or failed_status
-            )
             client_address.reset(address)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._respond(scope[_ROUTE], Request(scope, receive))
+        await response(scope, receive, send)
 
     async def _respond(self, route: LaneRoute, request: Request) -> Response:
         """The handler's answer, or its error in the caller's protocol (as the app's

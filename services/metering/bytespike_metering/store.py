@@ -268,16 +268,7 @@ async def release_held(
     conn: AsyncConnection, released: Iterable[ReleasedHold], now: dt.datetime
 ) -> None:
     """Takes closed holds' amounts off their accounts' `held`, rows in sorted order."""
-    per_account: dict[str, int] = {}
-    for hold in released:
-        per_account[hold.account_id] = per_account.get(hold.account_id, 0) + hold.amount
-    for account_id in sorted(per_account):
-        if per_account[account_id]:
-            await conn.execute(
-                balances.update()
-                .where(balances.c.account_id == account_id)
-                .values(held=balances.c.held - per_account[account_id], updated_at=now)
-            )
+    await move_balances(conn, balance_changes((), released), now)
 
 
 async def draw_down(conn: AsyncConnection, amounts: Mapping[str, int]) -> list[ReleasedHold]:
@@ -285,8 +276,8 @@ async def draw_down(conn: AsyncConnection, amounts: Mapping[str, int]) -> list[R
 
     For admission leases (`leases`), which shrink as their requests settle and as the edge
     hands back what it did not use; one drawn to zero is closed. Returns what was taken per
-    hold, for `release_held`;
-    hold rows are locked in id order, before any balance row, like every other writer.
+    hold, for `release_held`. Hold rows are locked in id order, before any balance row,
+    like every other writer.
     """
     if not amounts:
         return []
