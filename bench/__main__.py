@@ -69,7 +69,7 @@ def parse_args(argv: list[str]) -> tuple[Config, Path, bool]:
         "--proxy-client",
         action="append",
         default=[],
-        choices=["httpx-aiohttp", "httpx"],
+        choices=["aiohttp", "httpx-aiohttp", "httpx"],
         help="also measure the bare proxy forwarding with this client (repeatable)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)

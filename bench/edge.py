@@ -5,9 +5,9 @@
 fix measured before anyone edits the service (`python -m bench --variants …`); it never
 ships. Each one names what it changes:
 
-- `aiohttp`      upstream calls through `upstream/aiohttp_client.AiohttpUpstream` instead
-                 of httpx's API over the aiohttp transport (the edge's default since
-                 622d53b; `BYTESPIKE_EDGE_UPSTREAM_CLIENT=httpx` measures the old one);
+- `aiohttp`      upstream calls through `upstream/aiohttp_client.AiohttpUpstream` (the
+                 edge's default from 622d53b until `upstream/http1.py` replaced it; it
+                 now measures the previous client next to the current one);
 - `async-deps`   the `GatewayDep` dependency as an `async def` (FastAPI runs a plain `def`
                  dependency in a worker thread: a thread hop per request; applied since);
 - `quiet-httpx`  httpx's per-request INFO log line ("HTTP Request: POST …") off (applied);

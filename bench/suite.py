@@ -172,9 +172,9 @@ class Processes:
         self._spawn("fake", ["-m", "bench.fake_upstream", "--port", str(self.fake_port)])
         await wait_http(f"{self.fake_url}/_bench/health")
 
-    async def start_proxy(self, client: str = "aiohttp") -> str:
+    async def start_proxy(self, client: str = "http1") -> str:
         """The bare proxy (mode `proxy`), or with another client (mode `proxy+<client>`)."""
-        mode = "proxy" if client == "aiohttp" else f"proxy+{client}"
+        mode = "proxy" if client == "http1" else f"proxy+{client}"
         port = free_port()
         argv = ["-m", "bench.proxy", "--port", str(port)]
         self._spawn(mode, [*argv, "--upstream", self.fake_url, "--client", client])

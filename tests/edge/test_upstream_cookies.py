@@ -1,4 +1,4 @@
-"""Neither upstream client carries a vendor's cookie from one request (tenant) to the next."""
+"""No upstream client carries a vendor's cookie from one request (tenant) to the next."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
 from bytespike_edge.upstream.client import HttpxUpstream, Timeouts, Upstream
+from bytespike_edge.upstream.http1 import Http1Upstream
 
 TIMEOUTS = Timeouts(connect=2, first_byte=5, total=None)
 
@@ -36,7 +37,9 @@ async def vendor() -> AsyncIterator[tuple[str, list[str | None]]]:
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("make", [AiohttpUpstream, HttpxUpstream], ids=["aiohttp", "httpx"])
+@pytest.mark.parametrize(
+    "make", [Http1Upstream, AiohttpUpstream, HttpxUpstream], ids=["http1", "aiohttp", "httpx"]
+)
 async def test_no_cookie_is_carried_between_requests(
     make: type[Upstream], vendor: tuple[str, list[str | None]]
 ) -> None:

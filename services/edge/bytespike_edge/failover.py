@@ -160,8 +160,10 @@ class Attempts:
         """Waits for the first stream bytes: until then a slow or dead upstream can be left."""
         chunks = response.aiter_bytes()
         try:
-            first = await asyncio.wait_for(anext(chunks), timeout)
-        except TimeoutError as exc:
+            # A timeout scope, not `wait_for`: no task per stream.
+            async with asyncio.timeout(timeout):
+                first = await anext(chunks)
+        except (TimeoutError, UpstreamTimeout) as exc:  # ours, or the client's read timeout
             await response.aclose()
             raise _Retryable(
                 UpstreamTimeout("The upstream sent no first token in time."), "timeout"

@@ -42,9 +42,10 @@ class Settings(SecretSettingsMixin, ServiceSettings):
     metering_fail_mode: Literal["closed", "open"] = "closed"
     # Upstream connection pool per edge process.
     upstream_max_connections: int = 1000
-    # The upstream HTTP client: raw aiohttp (default: ~1 ms less CPU per request, measured
-    # in bench/) or httpx's API over aiohttp's transport.
-    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    # The upstream HTTP client: the edge's own HTTP/1.1 pool (`upstream/http1.py`, the
+    # cheapest per request, measured in bench/), raw aiohttp, or httpx's API over aiohttp's
+    # transport. Origins behind HTTP(S)_PROXY always go through aiohttp.
+    upstream_client: Literal["http1", "aiohttp", "httpx"] = "http1"
     # Media a vendor cannot take by URL is downloaded and inlined (see media.py).
     media_max_bytes: int = 20 * 1024 * 1024
     media_fetch_timeout: float = 10.0

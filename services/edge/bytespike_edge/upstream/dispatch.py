@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
 from bytespike_edge.upstream.client import HttpxUpstream, Timeouts, Upstream, UpstreamResponse
+from bytespike_edge.upstream.http1 import Http1Upstream
 from bytespike_edge.upstream.mock import MockUpstream
 
 
@@ -15,12 +16,14 @@ class UpstreamDispatcher:
         self._mock = mock or MockUpstream()
 
     @classmethod
-    def default(cls, max_connections: int, client: str = "aiohttp") -> UpstreamDispatcher:
-        http: Upstream = (
-            HttpxUpstream(max_connections)
-            if client == "httpx"
-            else AiohttpUpstream(max_connections)
-        )
+    def default(cls, max_connections: int, client: str = "http1") -> UpstreamDispatcher:
+        http: Upstream
+        if client == "httpx":
+            http = HttpxUpstream(max_connections)
+        elif client == "aiohttp":
+            http = AiohttpUpstream(max_connections)
+        else:
+            http = Http1Upstream(max_connections)
         return cls(http)
 
     async def send(

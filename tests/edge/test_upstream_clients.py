@@ -1,7 +1,8 @@
-"""`upstream/aiohttp_client.py`, the raw-aiohttp `Upstream` the benchmark measured.
+"""The `Upstream` clients the edge can run on (`upstream_client`): the same cases for each.
 
-Lives beside the benchmark until the edge selects it by setting; then it moves to
-`tests/edge/`. Real sockets on 127.0.0.1, an aiohttp.web vendor in-process.
+`http1` is the default (`upstream/http1.py`), `aiohttp` serves origins behind a proxy and
+is selectable. Real sockets on 127.0.0.1, an aiohttp.web vendor in-process. What only the
+HTTP/1.1 client has (its pool, retries, framing) is in test_upstream_http1.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from aiohttp.test_utils import TestServer
 from bytespike_common.devstack import free_port
 from bytespike_common.errors import UpstreamTimeout, UpstreamUnavailable
 from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream, EnvProxies
-from bytespike_edge.upstream.client import Timeouts
+from bytespike_edge.upstream.client import Timeouts, Upstream
+from bytespike_edge.upstream.http1 import Http1Upstream
 
 FAST = Timeouts(connect=1.0, first_byte=1.0, total=None)
 
@@ -60,16 +62,16 @@ async def vendor() -> AsyncIterator[str]:
         await server.close()
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[AiohttpUpstream]:
-    client = AiohttpUpstream(8, EnvProxies({}))
+@pytest.fixture(params=[Http1Upstream, AiohttpUpstream], ids=["http1", "aiohttp"])
+async def upstream(request: pytest.FixtureRequest) -> AsyncIterator[Upstream]:
+    client = request.param(8, EnvProxies({}))
     try:
         yield client
     finally:
         await client.aclose()
 
 
-async def test_whole_body_status_and_headers(vendor: str, upstream: AiohttpUpstream) -> None:
+async def test_whole_body_status_and_headers(vendor: str, upstream: Upstream) -> None:
     headers = {"authorization": "Bearer upstream", "content-type": "application/json"}
     for _ in range(2):  # the second call reuses the pooled connection and sends no cookie
         response = await upstream.send(f"{vendor}/whole", headers, b'{"a":1}', FAST)
@@ -80,14 +82,14 @@ async def test_whole_body_status_and_headers(vendor: str, upstream: AiohttpUpstr
         await response.aclose()
 
 
-async def test_stream_is_relayed_as_it_arrives(vendor: str, upstream: AiohttpUpstream) -> None:
+async def test_stream_is_relayed_as_it_arrives(vendor: str, upstream: Upstream) -> None:
     response = await upstream.send(f"{vendor}/stream", {}, b"{}", FAST)
     chunks = [chunk async for chunk in response.aiter_bytes()]
     await response.aclose()
     assert b"".join(chunks) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
 
 
-async def test_failures_map_to_gateway_errors(vendor: str, upstream: AiohttpUpstream) -> None:
+async def test_failures_map_to_gateway_errors(vendor: str, upstream: Upstream) -> None:
     quick = Timeouts(connect=1.0, first_byte=0.2, total=None)
     with pytest.raises(UpstreamTimeout):
         await upstream.send(f"{vendor}/slow", {}, b"{}", quick)
