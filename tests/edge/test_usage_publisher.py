@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bytespike.usage.v1 import usage_pb2
-from bytespike_common import messaging
+from bytespike_common import messaging, usage_wire
 from bytespike_common.devstack import _wait_for_port, free_port, nats_server_binary
 from bytespike_common.errors import DependencyUnavailable
 from bytespike_edge.control import usage
@@ -94,16 +94,22 @@ def event(i: int, account: str = "acct.1") -> usage_pb2.UsageEvent:
     return usage_pb2.UsageEvent(request_id=f"req_{i}", account_id=account, model="m")
 
 
-async def stored_ids(nc: NATS) -> list[str]:
-    """Every message id in the stream, in stream order (duplicates would show twice)."""
+async def stored(nc: NATS) -> list[tuple[str, list[usage_pb2.UsageEvent]]]:
+    """Every message in the stream, in stream order: its subject and the events it carries."""
     js = nc.jetstream()
     info = await js.stream_info(STREAM)
-    ids = []
+    messages = []
     for seq in range(1, info.state.last_seq + 1):
         message = await js.get_msg(STREAM, seq)
         assert message.headers is not None
-        ids.append(message.headers["Nats-Msg-Id"])
-    return ids
+        assert message.headers["Nats-Expected-Stream"] == STREAM
+        messages.append((message.subject, usage_wire.decode(message.data or b"", message.headers)))
+    return messages
+
+
+async def stored_ids(nc: NATS) -> list[str]:
+    """Every stored event's request id, in stream order (duplicates would show twice)."""
+    return [one.request_id for _, events in await stored(nc) for one in events]
 
 
 async def test_a_burst_is_acked_once_per_event(nc: NATS) -> None:
@@ -114,14 +120,30 @@ async def test_a_burst_is_acked_once_per_event(nc: NATS) -> None:
     assert usage_publisher.pending == 5000
     await usage_publisher.drain(30)
     assert (usage_publisher.published, usage_publisher.pending) == (5000, 0)
-    info = await nc.jetstream().stream_info(STREAM)
-    assert info.state.messages == 5000
-    # Each event on its account's subject, with the stream it must land in named.
-    message = await nc.jetstream().get_msg(STREAM, 1)
-    assert message.subject == f"{PREFIX}.acct_0"
+    messages = await stored(nc)
+    # Batched by account: far fewer messages than events, each event once and intact,
+    # each batch on its account's subject, every account's events in submission order.
+    assert 7 * (5000 // 7 // usage.MAX_BATCH) <= len(messages) < 5000 // 4
+    received = [one for _, batch in messages for one in batch]
+    assert sorted(received, key=lambda one: int(one.request_id[4:])) == events
+    for subject, batch in messages:
+        assert {subject} == {f"{PREFIX}.{e.account_id.replace('.', '_')}" for e in batch}
+        assert len(batch) <= usage.MAX_BATCH
+    for account in range(7):
+        ids = [int(one.request_id[4:]) for one in received if one.account_id == f"acct.{account}"]
+        assert ids == sorted(ids)
+
+
+async def test_a_lone_event_and_a_traced_one_go_as_plain_events(nc: NATS) -> None:
+    usage_publisher = publisher(nc)
+    usage_publisher.submit(event(1))
+    await usage_publisher.drain(10)
+    js = nc.jetstream()
+    message = await js.get_msg(STREAM, 1)
     assert message.headers is not None
-    assert message.headers["Nats-Expected-Stream"] == STREAM
-    assert usage_pb2.UsageEvent.FromString(message.data or b"") == events[0]
+    assert message.headers["Nats-Msg-Id"] == "req_1"
+    assert usage_wire.BATCH_HEADER not in message.headers
+    assert usage_pb2.UsageEvent.FromString(message.data or b"") == event(1)
 
 
 async def test_events_published_across_a_restart_are_kept_once(

@@ -64,35 +64,67 @@ def tpm_window(key_id: str) -> str:
     return f"tpm:key:{key_id}"
 
 
-def _usage_row(charge: Charge, recorded_at: Any, started_at: Any) -> dict[str, Any]:
+def _usage_values(charge: Charge, recorded_at: Any, started_at: Any) -> tuple[Any, ...]:
+    """A `usage_records` row, in `_USAGE_COLUMNS` order (a tuple: built once per event)."""
     event, usage = charge.event, charge.event.usage
-    return {
-        "request_id": event.request_id,
-        "account_id": event.account_id,
-        "key_id": event.key_id,
-        "group_name": event.group,
-        "model": event.model,
-        "provider_id": event.provider_id,
-        "deployment_id": event.deployment_id,
-        "client_protocol": event.client_protocol,
-        "upstream_protocol": event.upstream_protocol,
-        "stream": event.stream,
-        "input_tokens": usage.input_tokens,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "output_tokens": usage.output_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "images": usage.images,
-        "video_ms": pricing.video_milliseconds(usage.video_seconds),
-        "estimated": usage.estimated,
-        "status_code": event.status_code,
-        "finish_reason": event.finish_reason,
-        "error_cause": event.error_cause,
-        "client_disconnected": event.client_disconnected,
-        "cost": charge.cost,
-        "started_at": started_at,
-        "recorded_at": recorded_at,
-    }
+    return (
+        event.request_id,
+        event.account_id,
+        event.key_id,
+        event.group,
+        event.model,
+        event.provider_id,
+        event.deployment_id,
+        event.client_protocol,
+        event.upstream_protocol,
+        event.stream,
+        usage.input_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+        usage.images,
+        pricing.video_milliseconds(usage.video_seconds),
+        usage.estimated,
+        event.status_code,
+        event.finish_reason,
+        event.error_cause,
+        event.client_disconnected,
+        charge.cost,
+        started_at,
+        recorded_at,
+    )
+
+
+_USAGE_COLUMNS = (
+    "request_id",
+    "account_id",
+    "key_id",
+    "group_name",
+    "model",
+    "provider_id",
+    "deployment_id",
+    "client_protocol",
+    "upstream_protocol",
+    "stream",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "images",
+    "video_ms",
+    "estimated",
+    "status_code",
+    "finish_reason",
+    "error_cause",
+    "client_disconnected",
+    "cost",
+    "started_at",
+    "recorded_at",
+)
+if set(_USAGE_COLUMNS) != {c.name for c in usage_records.columns}:
+    raise RuntimeError("usage_records changed: update _USAGE_COLUMNS and _usage_values")
 
 
 def _ledger_row(charge: Charge, now: Any) -> dict[str, Any]:
@@ -127,7 +159,7 @@ async def record_charges(
         if store.direct_sqlite:
             stamp = store.sqlite_datetime(now)
             return await store.on_sqlite_thread(
-                conn, lambda db: _record_on_sqlite(db, charges, now, stamp, store.sqlite_datetime)
+                conn, lambda db: _record_on_sqlite(db, charges, now, stamp)
             )
         return await _record(conn, charges, now)
 
@@ -136,9 +168,11 @@ async def _record(
     conn: AsyncConnection, charges: list[Charge], now: dt.datetime
 ) -> tuple[list[Charge], list[ReleasedHold]]:
     """`record_charges` through SQLAlchemy (PostgreSQL): a few statements per batch."""
-    inserted = await conn.execute(
-        _insert_usage(conn), [_usage_row(c, now, _started_at(c)) for c in charges]
-    )
+    rows = [
+        dict(zip(_USAGE_COLUMNS, _usage_values(c, now, _started_at(c)), strict=True))
+        for c in charges
+    ]
+    inserted = await conn.execute(_insert_usage(conn), rows)
     new_ids = set(inserted.scalars().all())
     new = [c for c in charges if c.event.request_id in new_ids]
     if not new:
@@ -153,19 +187,15 @@ async def _record(
 
 
 def _record_on_sqlite(
-    db: sqlite3.Connection,
-    charges: list[Charge],
-    now: dt.datetime,
-    stamp: Any,
-    to_text: Callable[[dt.datetime], Any],
+    db: sqlite3.Connection, charges: list[Charge], now: dt.datetime, stamp: Any
 ) -> tuple[list[Charge], list[ReleasedHold]]:
     """`record_charges` on SQLite: the same statements, all in aiosqlite's thread at once."""
     new: list[Charge] = []
     insert = db.cursor()
     for charge in charges:
-        started = _started_at(charge)
-        row = _usage_row(charge, stamp, None if started is None else to_text(started))
-        insert.execute(_SQLITE_INSERT_USAGE, _usage_values(row))
+        insert.execute(
+            _SQLITE_INSERT_USAGE, _usage_values(charge, stamp, _sqlite_started_at(charge.event))
+        )
         if insert.rowcount == 1:
             new.append(charge)
     if not new:
@@ -196,6 +226,21 @@ def _started_at(charge: Charge) -> dt.datetime | None:
     return event.started_at.ToDatetime(dt.UTC) if event.HasField("started_at") else None
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _sqlite_started_at(event: usage_pb2.UsageEvent) -> str | None:
+    """`started_at` as SQLAlchemy writes a `DateTime` on SQLite (the UTC wall time to the
+    microsecond, `YYYY-MM-DD HH:MM:SS.ffffff`): what `store.sqlite_datetime(_started_at(c))`
+    gives, at a third of the cost of protobuf's `ToDatetime` and SQLAlchemy's formatting
+    (several µs per event; `tests/metering/test_settlement_rows.py` checks they agree)."""
+    if not event.HasField("started_at"):
+        return None
+    started = event.started_at
+    moment = _EPOCH + dt.timedelta(seconds=started.seconds, microseconds=started.nanos // 1000)
+    return moment.isoformat(" ", "microseconds")
+
+
 def _hold_requests(charges: Sequence[Charge]) -> list[str]:
     """The requests that may have a hold of their own: all but those admitted from a lease
     (the edge reserved those from the lease and never called Admit for them)."""
@@ -217,9 +262,7 @@ def _balance_changes(
     return balance_changes(((c.event.account_id, c.cost) for c in billed), released)
 
 
-_USAGE_COLUMNS = tuple(c.name for c in usage_records.columns)
 _LEDGER_COLUMNS = tuple(c.name for c in ledger.columns if c.name != "id")
-_usage_values = operator.itemgetter(*_USAGE_COLUMNS)
 _ledger_values = operator.itemgetter(*_LEDGER_COLUMNS)
 _SQLITE_INSERT_USAGE = (
     f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)})"
@@ -294,6 +337,9 @@ class Settler:
         return len(new)
 
     async def _give_back(self, new: Sequence[Charge], released: Sequence[ReleasedHold]) -> None:
+        if not released:
+            # Requests admitted from a lease hold no slot nor window of their own.
+            return
         actual = {c.event.request_id: pricing.total_tokens(c.event.usage) for c in new}
         for hold in released:
             try:

@@ -10,15 +10,20 @@ read and a worker wake-up per event (the syscalls were most of the cost). This i
 nats-py's `publish_async` does, without its per-message future, semaphore, random token
 and `PubAck` object: about a third of the publisher's CPU when measured.
 
-Every publish carries `Nats-Msg-Id = request_id`, so an event re-published after a lost or
-late ack is dropped by the server's duplicate window: an event whose ack fails or does not
-come within `ACK_TIMEOUT` is published again, and publishing pauses with exponential
-backoff while failures continue (NATS down, stream unavailable). On shutdown
-`drain` waits for every queued and unacked event for up to the grace period.
+The events of one account queued at that moment go out as **one message**, a `UsageBatch`
+(`bytespike_common.usage_wire`, up to `MAX_BATCH` events): one publish, one ack, one
+stream entry and one delivery to metering instead of one each per event, which was most of
+what the usage path cost the edge, nats-server and metering under load. Batches keep the
+per-account subjects. A traced event goes alone, as a plain `UsageEvent`: its publish span
+is its own, and the consumer's span links to it; so does an event with nothing to batch
+it with.
 
-One message per event, not batches of events: the duplicate window, the per-account
-subjects and the consumer's per-message trace spans and `term` all work per event, and a
-batch would change the wire format `usage.proto` defines (and that metering reads).
+Every publish carries a `Nats-Msg-Id` (the request id, or for a batch its first request id
+and count), so a message re-published after a lost or late ack is dropped by the server's
+duplicate window; settlement is idempotent by request id besides. A message whose ack fails
+or does not come within `ACK_TIMEOUT` is published again, as it was formed, and publishing
+pauses with exponential backoff while failures continue (NATS down, stream unavailable).
+On shutdown `drain` waits for every queued and unacked event for up to the grace period.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
-import json
 import logging
 import time
 from collections import deque
 
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -41,6 +46,7 @@ from bytespike.usage.v1 import usage_pb2
 from bytespike_common import telemetry
 from bytespike_common.errors import DependencyUnavailable
 from bytespike_common.messaging import usage_subject
+from bytespike_common.usage_wire import BATCH_HEADER, batch_id, encode_batch
 
 log = logging.getLogger(__name__)
 # Unacked publishes at once: far above what ~1 ms acks need at thousands of events/s, low
@@ -51,18 +57,28 @@ ACK_TIMEOUT = 5.0
 LINGER = 0.005
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 5.0
+# Events per message, and the bytes they may take (NATS refuses payloads over 1 MB).
+MAX_BATCH = 256
+MAX_BATCH_BYTES = 512 * 1024
+# Queued events looked at to fill one batch: many accounts at once must not make forming
+# a batch quadratic in the backlog.
+BATCH_SCAN = 1024
 
 
 class _Outgoing:
-    """One event on its way: the bytes and headers it is (re-)published with, and its span."""
+    """One message on its way (an event, or a batch of `count`): the bytes and headers it is
+    (re-)published with, and its span."""
 
-    __slots__ = ("data", "deadline", "headers", "request_id", "span", "subject")
+    __slots__ = ("count", "data", "deadline", "headers", "request_id", "span", "subject")
 
-    def __init__(self, request_id: str, subject: str, data: bytes, headers: dict[str, str]):
-        self.request_id = request_id
+    def __init__(
+        self, request_id: str, subject: str, data: bytes, headers: dict[str, str], count: int
+    ):
+        self.request_id = request_id  # the first event's, for the logs
         self.subject = subject
         self.data = data
         self.headers = headers
+        self.count = count
         self.deadline = 0.0
         self.span: _Span | None = None
 
@@ -100,6 +116,8 @@ class UsagePublisher:
         # headers, captured at submit). Retries go before them, in `_retry`.
         self._queue: deque[tuple[usage_pb2.UsageEvent, dict[str, str]]] = deque()
         self._retry: deque[_Outgoing] = deque()
+        # Events in `_retry` and `_in_flight` (formed into messages, not yet acked).
+        self._outstanding = 0
         # Published and awaiting the ack, by reply subject, in publish order (so oldest
         # deadline first). A retry is a new publish with a new reply subject: a late ack of
         # an attempt given up on finds nothing here and is ignored.
@@ -141,7 +159,7 @@ class UsagePublisher:
     @property
     def pending(self) -> int:
         """Events not yet acked: queued, waiting to be retried, or published."""
-        return len(self._queue) + len(self._retry) + len(self._in_flight)
+        return len(self._queue) + self._outstanding
 
     async def _send_loop(self) -> None:
         await self._subscribe()
@@ -155,9 +173,7 @@ class UsagePublisher:
                 await self._window.wait()
             if (delay := self._resume_at - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-            outgoing = (
-                self._retry.popleft() if self._retry else self._prepare(*self._queue.popleft())
-            )
+            outgoing = self._retry.popleft() if self._retry else self._next_message()
             reply = f"{self._inbox}.{next(self._replies)}"
             try:
                 await self._nc.publish(
@@ -187,13 +203,49 @@ class UsagePublisher:
                 log.warning("usage ack subscription failed (%r); retrying", exc)
                 await asyncio.sleep(MAX_BACKOFF)
 
-    def _prepare(self, event: usage_pb2.UsageEvent, trace: dict[str, str]) -> _Outgoing:
-        subject = usage_subject(event.account_id, self._prefix)
-        headers = {"Nats-Msg-Id": event.request_id, Header.EXPECTED_STREAM: self._stream}
-        outgoing = _Outgoing(event.request_id, subject, event.SerializeToString(), headers)
+    def _next_message(self) -> _Outgoing:
+        """The oldest queued event, with the queued events of its account that fit beside it
+        (a traced event goes alone); the others keep their place in the queue."""
+        queue = self._queue
+        first, trace = queue.popleft()
+        subject = usage_subject(first.account_id, self._prefix)
+        data = first.SerializeToString()
+        if trace or not queue:
+            return self._single(first.request_id, subject, data, trace)
+        batch, size, skipped = [data], len(data), []
+        for _ in range(min(len(queue), BATCH_SCAN)):
+            if len(batch) >= MAX_BATCH:
+                break
+            event, trace = queue.popleft()
+            if trace or usage_subject(event.account_id, self._prefix) != subject:
+                skipped.append((event, trace))
+                continue
+            data = event.SerializeToString()
+            if size + len(data) > MAX_BATCH_BYTES:
+                skipped.append((event, trace))
+                break
+            batch.append(data)
+            size += len(data)
+        queue.extendleft(reversed(skipped))
+        if len(batch) == 1:
+            return self._single(first.request_id, subject, batch[0], {})
+        headers = {
+            "Nats-Msg-Id": batch_id(first.request_id, len(batch)),
+            Header.EXPECTED_STREAM: self._stream,
+            BATCH_HEADER: str(len(batch)),
+        }
+        self._outstanding += len(batch)
+        return _Outgoing(first.request_id, subject, encode_batch(batch), headers, len(batch))
+
+    def _single(
+        self, request_id: str, subject: str, data: bytes, trace: dict[str, str]
+    ) -> _Outgoing:
+        headers = {"Nats-Msg-Id": request_id, Header.EXPECTED_STREAM: self._stream}
+        outgoing = _Outgoing(request_id, subject, data, headers, 1)
         if trace:
-            outgoing.span = _Span(subject, self._stream, event.request_id, trace)
+            outgoing.span = _Span(subject, self._stream, request_id, trace)
             headers.update(outgoing.span.open())
+        self._outstanding += 1
         return outgoing
 
     async def _on_ack(self, reply: Msg) -> None:
@@ -207,7 +259,8 @@ class UsagePublisher:
             self._work.set()
             self._failed(outgoing, error)
             return
-        self.published += 1
+        self.published += outgoing.count
+        self._outstanding -= outgoing.count
         if self._failures:
             log.info("usage publishing recovered after %d failed attempts", self._failures)
             self._failures = 0
@@ -266,8 +319,11 @@ def _ack_error(reply: Msg) -> str | None:
     if reply.headers and (status := reply.headers.get("Status")):
         # 503: no stream listens on the subject (yet).
         return f"status {status} {reply.headers.get('Description', '')}".rstrip()
+    data = reply.data
+    if data.startswith(b"{") and b'"error"' not in data:
+        return None  # a PubAck (`{"stream":…,"seq":…}`, maybe `"duplicate":true`)
     try:
-        answer = json.loads(reply.data)
-    except ValueError:
-        return f"unreadable ack {reply.data[:100]!r}"
-    return str(answer["error"]) if "error" in answer else None
+        answer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return f"unreadable ack {data[:100]!r}"
+    return str(answer["error"]) if isinstance(answer, dict) and "error" in answer else None
