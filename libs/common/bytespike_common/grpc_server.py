@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -148,6 +149,11 @@ def run_service(
 
     async def serve() -> None:
         async with create_server(settings):
+            # Start-up objects (modules, the server, caches) live as long as the process:
+            # frozen, a full collection walks only what requests made (in metering one took
+            # ~90 ms every ~20 s under load), as in the edge's `__main__`.
+            gc.collect()
+            gc.freeze()
             await wait_for_signal()
 
     uvloop.run(serve())
