@@ -134,7 +134,7 @@ async def test_a_burst_is_acked_once_per_event(nc: NATS) -> None:
         assert ids == sorted(ids)
 
 
-async def test_a_lone_event_and_a_traced_one_go_as_plain_events(nc: NATS) -> None:
+async def test_a_lone_event_goes_as_a_plain_event(nc: NATS) -> None:
     usage_publisher = publisher(nc)
     usage_publisher.submit(event(1))
     await usage_publisher.drain(10)
@@ -230,3 +230,33 @@ async def test_the_send_span_lasts_until_the_ack(nc: NATS, monkeypatch: pytest.M
     assert message.headers is not None
     # The consumer's span will be a child of the send span.
     assert f"{send.context.span_id:016x}" in message.headers["traceparent"]
+
+
+async def test_traced_events_in_a_batch_keep_their_send_spans(
+    nc: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    usage_publisher = publisher(nc)
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("request 1") as first:
+        usage_publisher.submit(event(1))
+    usage_publisher.submit(event(2))  # untraced, batched all the same
+    with tracer.start_as_current_span("request 3") as third:
+        usage_publisher.submit(event(3))
+    await usage_publisher.drain(10)
+    ((_, batch),) = await stored(nc)
+    assert [one.request_id for one in batch] == ["req_1", "req_2", "req_3"]
+    sends = [s for s in exporter.get_finished_spans() if s.name == f"send {STREAM}"]
+    parents = {send.parent.span_id for send in sends if send.parent is not None}
+    assert len(sends) == 2
+    assert parents == {first.get_span_context().span_id, third.get_span_context().span_id}
+    message = await nc.jetstream().get_msg(STREAM, 1)
+    assert message.headers is not None
+    # The message carries the first traced event's send span: the consumer's parent.
+    (first_send,) = [
+        s for s in sends if s.parent and s.parent.span_id == first.get_span_context().span_id
+    ]
+    assert f"{first_send.context.span_id:016x}" in message.headers["traceparent"]

@@ -14,9 +14,10 @@ The events of one account queued at that moment go out as **one message**, a `Us
 (`bytespike_common.usage_wire`, up to `MAX_BATCH` events): one publish, one ack, one
 stream entry and one delivery to metering instead of one each per event, which was most of
 what the usage path cost the edge, nats-server and metering under load. Batches keep the
-per-account subjects. A traced event goes alone, as a plain `UsageEvent`: its publish span
-is its own, and the consumer's span links to it; so does an event with nothing to batch
-it with.
+per-account subjects. Each traced event keeps its own publish span (under its request's
+trace, open until the batch's ack); the message carries the first one's context, so the
+consumer's span is a child of that one. An event with nothing to batch it with goes alone,
+as a plain `UsageEvent`.
 
 Every publish carries a `Nats-Msg-Id` (the request id, or for a batch its first request id
 and count), so a message re-published after a lost or late ack is dropped by the server's
@@ -70,9 +71,9 @@ BATCH_SCAN = 1024
 
 class _Outgoing:
     """One message on its way (an event, or a batch of `count`): the bytes and headers it is
-    (re-)published with, and its span."""
+    (re-)published with, and the publish spans of its traced events."""
 
-    __slots__ = ("count", "data", "deadline", "headers", "request_id", "span", "subject")
+    __slots__ = ("count", "data", "deadline", "headers", "request_id", "spans", "subject")
 
     def __init__(
         self, request_id: str, subject: str, data: bytes, headers: dict[str, str], count: int
@@ -83,7 +84,12 @@ class _Outgoing:
         self.headers = headers
         self.count = count
         self.deadline = 0.0
-        self.span: _Span | None = None
+        self.spans: list[_Span] = []
+
+    def close_spans(self, error: BaseException | None = None) -> None:
+        for span in self.spans:
+            span.close(error)
+        self.spans = []
 
 
 class _Span:
@@ -207,20 +213,18 @@ class UsagePublisher:
                 await asyncio.sleep(MAX_BACKOFF)
 
     def _next_message(self) -> _Outgoing:
-        """The oldest queued event, with the queued events of its account that fit beside it
-        (a traced event goes alone); the others keep their place in the queue."""
+        """The oldest queued event, with the queued events of its account that fit beside it;
+        the others keep their place in the queue."""
         queue = self._queue
         first, trace = queue.popleft()
         subject = usage_subject(first.account_id, self._prefix)
         data = first.SerializeToString()
-        if trace or not queue:
-            return self._single(first.request_id, subject, data, trace)
-        batch, size, skipped = [data], len(data), []
+        batch, traces, size, skipped = [data], [(first.request_id, trace)], len(data), []
         for _ in range(min(len(queue), BATCH_SCAN)):
             if len(batch) >= MAX_BATCH:
                 break
             event, trace = queue.popleft()
-            if trace or usage_subject(event.account_id, self._prefix) != subject:
+            if usage_subject(event.account_id, self._prefix) != subject:
                 skipped.append((event, trace))
                 continue
             data = event.SerializeToString()
@@ -228,27 +232,24 @@ class UsagePublisher:
                 skipped.append((event, trace))
                 break
             batch.append(data)
+            traces.append((event.request_id, trace))
             size += len(data)
         queue.extendleft(reversed(skipped))
-        if len(batch) == 1:
-            return self._single(first.request_id, subject, batch[0], {})
-        headers = {
-            "Nats-Msg-Id": batch_id(first.request_id, len(batch)),
-            Header.EXPECTED_STREAM: self._stream,
-            BATCH_HEADER: str(len(batch)),
-        }
+        headers = {"Nats-Msg-Id": first.request_id, Header.EXPECTED_STREAM: self._stream}
+        payload = batch[0]
+        if len(batch) > 1:
+            headers["Nats-Msg-Id"] = batch_id(first.request_id, len(batch))
+            headers[BATCH_HEADER] = str(len(batch))
+            payload = encode_batch(batch)
+        outgoing = _Outgoing(first.request_id, subject, payload, headers, len(batch))
+        for request_id, trace in traces:
+            if trace:
+                span = _Span(subject, self._stream, request_id, trace)
+                context = span.open()
+                if not outgoing.spans:  # the message carries the first traced event's
+                    headers.update(context)
+                outgoing.spans.append(span)
         self._outstanding += len(batch)
-        return _Outgoing(first.request_id, subject, encode_batch(batch), headers, len(batch))
-
-    def _single(
-        self, request_id: str, subject: str, data: bytes, trace: dict[str, str]
-    ) -> _Outgoing:
-        headers = {"Nats-Msg-Id": request_id, Header.EXPECTED_STREAM: self._stream}
-        outgoing = _Outgoing(request_id, subject, data, headers, 1)
-        if trace:
-            outgoing.span = _Span(subject, self._stream, request_id, trace)
-            headers.update(outgoing.span.open())
-        self._outstanding += 1
         return outgoing
 
     async def _on_ack(self, reply: Msg) -> None:
@@ -268,9 +269,7 @@ class UsagePublisher:
             log.info("usage publishing recovered after %d failed attempts", self._failures)
             self._failures = 0
             self._backoff = 0.0
-        if outgoing.span:
-            outgoing.span.close()
-            outgoing.span = None
+        outgoing.close_spans()
         if not self.pending:
             self._idle.set()
 
@@ -312,9 +311,7 @@ class UsagePublisher:
             log.error("shutting down with %d usage events unacked", self.pending)
             abandoned = asyncio.CancelledError("shut down before the ack")
             for outgoing in [*self._retry, *self._in_flight.values()]:
-                if outgoing.span:
-                    outgoing.span.close(abandoned)
-                    outgoing.span = None
+                outgoing.close_spans(abandoned)
 
 
 def _ack_error(reply: Msg) -> str | None:
