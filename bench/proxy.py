@@ -27,9 +27,9 @@ from httpx_aiohttp import AiohttpTransport
 
 from bench.asgi import Message, Receive, Scope, Send, read_body
 from bytespike_common.errors import GatewayError
-from bytespike_edge.upstream.aiohttp_client import EnvProxies
 from bytespike_edge.upstream.client import Timeouts
 from bytespike_edge.upstream.http1 import Http1Upstream
+from bytespike_edge.upstream.proxies import EnvProxies
 
 # Hop-by-hop headers are the proxy's own business (RFC 9110 §7.6.1).
 HOP_BY_HOP = frozenset(

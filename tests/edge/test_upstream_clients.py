@@ -16,9 +16,10 @@ from aiohttp.test_utils import TestServer
 
 from bytespike_common.devstack import free_port
 from bytespike_common.errors import UpstreamTimeout, UpstreamUnavailable
-from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream, EnvProxies
+from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
 from bytespike_edge.upstream.client import Timeouts, Upstream
 from bytespike_edge.upstream.http1 import Http1Upstream
+from bytespike_edge.upstream.proxies import EnvProxies
 
 FAST = Timeouts(connect=1.0, first_byte=1.0, total=None)
 

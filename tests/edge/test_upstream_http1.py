@@ -24,10 +24,10 @@ from cryptography.x509.oid import NameOID
 
 from bytespike_common.errors import UpstreamTimeout, UpstreamUnavailable
 from bytespike_edge.upstream import http1
-from bytespike_edge.upstream.aiohttp_client import EnvProxies
 from bytespike_edge.upstream.client import Timeouts
 from bytespike_edge.upstream.http1 import Http1Upstream
 from bytespike_edge.upstream.http1_exchange import MAX_HEAD_BYTES
+from bytespike_edge.upstream.proxies import EnvProxies
 
 FAST = Timeouts(connect=1.0, first_byte=1.0, total=None)
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"

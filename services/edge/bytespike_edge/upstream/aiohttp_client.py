@@ -8,26 +8,23 @@ Semantics match `HttpxUpstream`: `connect` bounds the TCP connect (plus up to
 headers first, then each body read), `total` the whole exchange; failures surface as
 `UpstreamTimeout` / `UpstreamUnavailable`, before and after the headers alike.
 No cookie is kept between requests: one tenant's upstream cookie must never reach another's.
-`HTTP(S)_PROXY` / `NO_PROXY` are honoured but read once: aiohttp's `trust_env` looks them
-up in a worker thread on every request (a thread hop per call, measured in bench/).
+`HTTP(S)_PROXY` / `NO_PROXY` are honoured but read once (`proxies.EnvProxies`): aiohttp's
+`trust_env` looks them up in a worker thread on every request (a thread hop per call).
 """
 
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from collections.abc import AsyncIterator, Mapping
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from bytespike_common.errors import UpstreamTimeout, UpstreamUnavailable
 from bytespike_edge.upstream.client import Timeouts, UpstreamResponse
+from bytespike_edge.upstream.proxies import EnvProxies
 
 # Seconds a request may wait for a free connection when the pool is exhausted.
 POOL_WAIT = 5.0
-# Upstream origins whose proxy decision is remembered (providers are a handful).
-MAX_ORIGINS = 1024
 # Distinct upstream timeout settings whose aiohttp form is kept.
 MAX_TIMEOUTS = 256
 
@@ -66,43 +63,6 @@ class AiohttpResponse:
             self._response.release()
         else:
             self._response.close()
-
-
-class EnvProxies:
-    """The proxy for an upstream URL from `*_PROXY` / `NO_PROXY`, decided once per origin."""
-
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        if environ is None:
-            self._proxies = urllib.request.getproxies_environment()
-        else:
-            self._proxies = {
-                name[:-6].lower(): value
-                for name, value in environ.items()
-                if name.lower().endswith("_proxy") and value
-            }
-        self._by_origin: dict[tuple[str, str], str | None] = {}
-
-    def for_url(self, url: str) -> str | None:
-        if not self._proxies:
-            return None
-        parts = urlsplit(url)
-        origin = (parts.scheme, parts.netloc)
-        if origin in self._by_origin:
-            return self._by_origin[origin]
-        proxy = self._proxies.get(parts.scheme)
-        if proxy and self._bypassed(parts.hostname or ""):
-            proxy = None
-        if len(self._by_origin) < MAX_ORIGINS:
-            self._by_origin[origin] = proxy
-        return proxy
-
-    def _bypassed(self, host: str) -> bool:
-        """`NO_PROXY`: `*`, exact hosts, and domain suffixes (`example.com`, `.example.com`)."""
-        for raw in self._proxies.get("no", "").split(","):
-            entry = raw.strip().lower().lstrip(".")
-            if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
-                return True
-        return False
 
 
 class AiohttpUpstream:

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from bytespike_common.errors import UpstreamTimeout, UpstreamUnavailable
-from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream, EnvProxies
+from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
 from bytespike_edge.upstream.client import Timeouts, UpstreamResponse
 from bytespike_edge.upstream.http1_exchange import (
     Connection,
@@ -47,6 +47,7 @@ from bytespike_edge.upstream.http1_exchange import (
     StaleConnection,
     fail_message,
 )
+from bytespike_edge.upstream.proxies import EnvProxies
 
 # Seconds a request may wait for a free connection when all `max_connections` are busy.
 POOL_WAIT = 5.0
