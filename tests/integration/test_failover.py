@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -81,7 +82,8 @@ async def client(
 ) -> AsyncIterator[openai.AsyncOpenAI]:
     for vendor in vendors:
         vendor.reset()
-    _, key = await stack.create_key("fo", f"k-{free_port()}")
+    # A fresh key per test (a port number is not unique: ports are reused between calls).
+    _, key = await stack.create_key("fo", f"k-{secrets.token_hex(6)}")
     async with openai.AsyncOpenAI(base_url=f"{stack.edge_url}/v1", api_key=key, max_retries=0) as c:
         yield c
 
