@@ -134,6 +134,9 @@ async def test_rotation_grace_fires_from_the_sweep_and_is_pushed(
     assert rotated.key.name == "ci" and rotated.key.rotated_from == old.key.id
     assert rotated.previous.replaced_by == rotated.key.id
     assert rotated.previous.HasField("revoke_at")
+    # The rotation itself invalidates the edges' cached copy of the old key at once, so they
+    # re-fetch it with its revoke_at (the sweep's push below is the second one).
+    assert await revocations.next(timeout=1) == _hash(old.plaintext)
     # During the grace period both keys authenticate; the old principal carries revoke_at so
     # an edge can stop serving it on time from its cache.
     old_principal = await _authenticate(channel, old.plaintext)

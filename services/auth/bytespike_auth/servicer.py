@@ -206,8 +206,11 @@ class AuthAdminServicer(auth_pb2_grpc.AuthAdminServiceServicer):
             ),
         )
         previous = rotation.previous
-        if previous.revoke_at is None:
-            await self._revocations.publish(previous.key_hash)
+        # Always: edges drop what they cached of the old key. Revoked now, the next lookup
+        # refuses it; with a grace period, the re-fetched principal carries `revoke_at` and
+        # each edge refuses the key at that instant itself, rather than up to a sweep
+        # interval later when `RevocationScheduler` pushes (that push stays the backstop).
+        await self._revocations.publish(previous.key_hash)
         log.info(
             "rotated key %s -> %s (old one revoked %s)",
             previous.id,
