@@ -4,9 +4,11 @@ thread) and PostgreSQL (SQLAlchemy): both build them from one tuple per event.""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bytespike.usage.v1 import usage_pb2
 from bytespike_common import db
@@ -16,6 +18,7 @@ from bytespike_metering.settlement import (
     _sqlite_started_at,
     _started_at,
     record_charges,
+    record_settlements,
 )
 from bytespike_metering.store import MeteringStore
 
@@ -132,3 +135,38 @@ def test_sqlite_start_times_are_written_as_sqlalchemy_writes_them(
 
 def test_an_unset_start_time_is_null(sqlite_url: str) -> None:
     assert _sqlite_started_at(usage_pb2.UsageEvent(request_id="r")) is None
+
+
+def test_settlement_metrics_per_batch() -> None:
+    """`record_settlements` moves the same metrics as `telemetry.record_settlement` would
+    event by event: credits per model (priced charges only) and one lag per event."""
+
+    def sample(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(f"bytespike_{name}", labels)
+
+    def credits(model: str) -> float:
+        return sample("credits_charged_total", model=model) or 0.0
+
+    def lags(le: str) -> float:
+        return sample("settlement_lag_seconds_bucket", le=le) or 0.0
+
+    def charge(request_id: str, model: str, cost: int, finished_at: int) -> Charge:
+        event = usage_pb2.UsageEvent(request_id=request_id, model=model)
+        event.finished_at.seconds = finished_at
+        return Charge(event, cost)
+
+    ended = int(time.time()) - 2  # 2-3 s ago
+    before = (credits("metrics-a"), credits("metrics-b"), lags("1.0"), lags("5.0"))
+    record_settlements(
+        [
+            charge("r1", "metrics-a", 10, ended),
+            charge("r2", "metrics-b", 7, ended),
+            charge("r3", "metrics-a", 5, ended),
+            charge("r4", "metrics-free", 0, ended),  # unpriced: no label value for it
+            charge("r5", "metrics-a", 1, 0),  # no end time: no lag
+        ]
+    )
+    assert credits("metrics-a") - before[0] == 16
+    assert credits("metrics-b") - before[1] == 7
+    assert sample("credits_charged_total", model="metrics-free") is None
+    assert (lags("1.0") - before[2], lags("5.0") - before[3]) == (0, 4)

@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -157,18 +156,17 @@ class UsageConsumer:
         ended: only what is waiting now, or (`expires`) the first `count` to come."""
         if count <= 0:
             return
-        request: dict[str, object] = {"batch": count}
+        # The JSON of a pull request, formatted directly (`json.dumps` cost more than the
+        # rest of a pull's own work).
         if expires:
-            request["expires"] = int(expires * 1e9)
+            request = b'{"batch":%d,"expires":%d}' % (count, int(expires * 1e9))
         else:
-            request["no_wait"] = True
+            request = b'{"batch":%d,"no_wait":true}' % count
         self._request = f"{self._inbox}.{next(self._replies)}"
         self._wanted, self._delivered, self._refused = count, 0, ""
         self._ended.clear()
         try:
-            await self._nc.publish(
-                self._next_subject, json.dumps(request).encode(), reply=self._request
-            )
+            await self._nc.publish(self._next_subject, request, reply=self._request)
             async with asyncio.timeout(expires + PULL_GRACE):
                 await self._ended.wait()
             failure = self._refused

@@ -21,11 +21,22 @@ account's balance is never promised twice:
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from bytespike.metering.v1 import metering_pb2
 from bytespike_metering.holds import HoldResult, HoldWriter
-from bytespike_metering.store import MeteringStore, draw_down, now_utc, release_held
+from bytespike_metering.store import (
+    MeteringStore,
+    ReleasedHold,
+    balance_changes,
+    draw_down,
+    draw_down_sqlite,
+    move_balances_sqlite,
+    now_utc,
+    release_held,
+)
 
 LEASE_REQUEST_PREFIX = "lease:"
 
@@ -95,7 +106,24 @@ class LeaseGranter:
         """Gives an account back what a lease did not reserve; returns the amount given."""
         if unused <= 0:
             return 0
-        async with self._store.write() as conn:
-            taken = await draw_down(conn, {lease_id: unused})
-            await release_held(conn, taken, now_utc())
+        amounts, now, store = {lease_id: unused}, now_utc(), self._store
+        async with store.write() as conn:
+            if store.direct_sqlite:
+                # One hop to aiosqlite's thread for the whole hand-back (see `store`).
+                stamp = store.sqlite_datetime(now)
+                taken = await store.on_sqlite_thread(
+                    conn, lambda db: _release_on_sqlite(db, amounts, stamp)
+                )
+            else:
+                taken = await draw_down(conn, amounts)
+                await release_held(conn, taken, now)
         return sum(hold.amount for hold in taken)
+
+
+def _release_on_sqlite(
+    db: sqlite3.Connection, amounts: dict[str, int], stamp: Any
+) -> list[ReleasedHold]:
+    """`draw_down` and `release_held` on SQLite, in aiosqlite's thread."""
+    taken = draw_down_sqlite(db, amounts, stamp)
+    move_balances_sqlite(db, balance_changes((), taken), stamp)
+    return taken
