@@ -11,6 +11,12 @@ ships. Each one names what it changes:
 - `async-deps`   the `GatewayDep` dependency as an `async def` (FastAPI runs a plain `def`
                  dependency in a worker thread: a thread hop per request; applied since);
 - `quiet-httpx`  httpx's per-request INFO log line ("HTTP Request: POST …") off (applied);
+- `uvicorn-http` the public server on uvicorn's own httptools protocol (head and body of a
+                 whole answer in two writes; `http_server.EdgeHttpProtocol` since 2026-12-07);
+- `gc-default`   CPython's collector thresholds (a young collection every 700 allocations;
+                 `bytespike_common.heap` raised it to 20,000 on 2026-12-07);
+- `gc-stats`     prints the collector's collections and CPU per generation to the log
+                 every 2 s (a measurement, not a fix);
 - `stub-admit`   admission answered in-process, no `metering.Admit` RPC: what the edge
                  costs by itself, and what an Admit that costs nothing would give;
 - `stub-usage`   usage events dropped instead of published to JetStream one by one (with
@@ -69,6 +75,44 @@ def _quiet_httpx() -> None:
     logs.configure = quiet
 
 
+def _uvicorn_http() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
+
+    from bytespike_edge import http_server  # noqa: PLC0415
+
+    http_server.EdgeHttpProtocol.on_headers_complete = HttpToolsProtocol.on_headers_complete  # type: ignore[method-assign]
+
+
+def _gc_default() -> None:
+    from bytespike_common import heap  # noqa: PLC0415
+
+    heap.YOUNG_THRESHOLD = 700  # CPython's default
+
+
+def _gc_stats() -> None:
+    import gc  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    counts, seconds, started = [0, 0, 0], [0.0, 0.0, 0.0], [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            seconds[info["generation"]] += time.thread_time() - started[0]
+            counts[info["generation"]] += 1
+
+    def report() -> None:
+        while True:
+            time.sleep(2)
+            spent = [round(s * 1000, 1) for s in seconds]
+            print(f"gc collections {counts}, ms {spent}", file=sys.stderr, flush=True)
+
+    gc.callbacks.append(timed)
+    threading.Thread(target=report, daemon=True).start()
+
+
 def _stub_admit() -> None:
     from bytespike_edge.control import metering  # noqa: PLC0415
 
@@ -91,6 +135,9 @@ PATCHES: dict[str, Callable[[], None]] = {
     "aiohttp": _aiohttp,
     "async-deps": _async_deps,
     "quiet-httpx": _quiet_httpx,
+    "uvicorn-http": _uvicorn_http,
+    "gc-default": _gc_default,
+    "gc-stats": _gc_stats,
     "stub-admit": _stub_admit,
     "stub-usage": _stub_usage,
 }

@@ -1,15 +1,21 @@
 """What the request path now computes once instead of per request still answers the same:
-route plans and group access per snapshot, upstream headers and timeouts, and ids."""
+route plans, group access and targets per snapshot, upstream headers and timeouts, and ids."""
 
 from __future__ import annotations
 
 import random
 import re
 from collections import Counter
+from types import SimpleNamespace
+
+import pytest
 
 from bytespike.router.v1 import router_pb2
+from bytespike_common.errors import ProviderNotConfigured
 from bytespike_common.ids import new_id, request_id
 from bytespike_common.routing import RouteIndex
+from bytespike_edge.gateway import Gateway
+from bytespike_edge.settings import Settings
 from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
 from bytespike_edge.upstream.client import Timeouts
 from bytespike_edge.upstream.wire import request_headers
@@ -17,7 +23,12 @@ from bytespike_edge.upstream.wire import request_headers
 
 def _table() -> router_pb2.RouteTable:
     return router_pb2.RouteTable(
-        providers=[router_pb2.Provider(id="p"), router_pb2.Provider(id="q")],
+        providers=[
+            router_pb2.Provider(
+                id="p", timeouts=router_pb2.Timeouts(connect_ms=250, first_byte_ms=9000)
+            ),
+            router_pb2.Provider(id="q", credential_env="Q_KEY"),
+        ],
         models=[
             router_pb2.Model(
                 id="single",
@@ -66,6 +77,52 @@ def test_a_model_message_from_elsewhere_is_planned_from_itself() -> None:
         id="single", deployments=[router_pb2.Deployment(id="other", provider_id="q")]
     )
     assert [d.id for d in index.plan(own)] == ["other"]
+
+
+def _gateway(routes: SimpleNamespace, environ: dict[str, str]) -> Gateway:
+    return Gateway(
+        Settings(key_hash_secret=b"x" * 32),
+        authenticator=None,  # type: ignore[arg-type]
+        routes=routes,  # type: ignore[arg-type]
+        admitter=None,  # type: ignore[arg-type]
+        upstream=None,  # type: ignore[arg-type]
+        usage=None,  # type: ignore[arg-type]
+        environ=environ,
+    )
+
+
+def test_targets_are_built_once_per_route_table() -> None:
+    routes = SimpleNamespace(index=RouteIndex(_table()))
+    gateway = _gateway(routes, {"Q_KEY": "secret"})
+    model = routes.index.models["weighted"]
+    first = {t.deployment.id: t for t in gateway.targets(model)}
+    assert first["light"].credential == "secret" and first["heavy"].credential == ""
+    assert first["light"].timeouts == Timeouts(connect=5.0, first_byte=120.0, total=None)
+    again = {t.deployment.id: t for t in gateway.targets(model)}
+    assert all(again[name] is first[name] for name in first)
+    single = gateway.targets(routes.index.models["single"])
+    assert [t.deployment.id for t in single] == ["s-main", "s-backup"]
+    assert single[0].timeouts == Timeouts(connect=0.25, first_byte=9.0, total=None)
+    # A new table: new targets, from its own deployments.
+    routes.index = RouteIndex(_table())
+    fresh = gateway.targets(routes.index.models["weighted"])
+    assert all(t is not first[t.deployment.id] for t in fresh)
+    assert {id(t.deployment) for t in fresh} == {
+        id(d) for d in routes.index.models["weighted"].deployments
+    }
+
+
+def test_a_missing_credential_is_asked_for_again_on_every_request() -> None:
+    routes = SimpleNamespace(index=RouteIndex(_table()))
+    environ: dict[str, str] = {}
+    gateway = _gateway(routes, environ)
+    model = router_pb2.Model(
+        id="q-only", deployments=[router_pb2.Deployment(id="q-1", provider_id="q")]
+    )
+    with pytest.raises(ProviderNotConfigured, match="Q_KEY"):
+        gateway.targets(model)
+    environ["Q_KEY"] = "now-set"
+    assert [t.credential for t in gateway.targets(model)] == ["now-set"]
 
 
 def test_group_access_is_the_same_asked_twice() -> None:

@@ -69,9 +69,8 @@ class CallContext:
         usage = self.usage
         if usage is None and self.status_code < 400:
             usage = self.estimated_usage()
-        started, finished = _timestamp(self.started_wall), _timestamp(time.time())
         ttft = self.first_byte_at - self.started if self.first_byte_at is not None else 0.0
-        return usage_pb2.UsageEvent(
+        event = usage_pb2.UsageEvent(
             request_id=self.request_id,
             account_id=self.principal.account_id,
             key_id=self.principal.key_id,
@@ -83,7 +82,6 @@ class CallContext:
             client_protocol=self.client_protocol,
             upstream_protocol=self.upstream_protocol,
             stream=self.stream,
-            usage=_usage_message(usage or Usage()),
             status_code=self.status_code,
             finish_reason=self.finish_reason,
             error_cause=self.error_cause,
@@ -91,25 +89,38 @@ class CallContext:
             hold_id=self.hold_id,
             lease_id=self.lease_id,
             reserved=self.reserved,
-            started_at=started,
-            finished_at=finished,
             ttft_ms=int(ttft * 1000),
-            attempts=self.attempts,
         )
+        # Sub-messages filled in place: passed to the constructor, each would be built
+        # and then copied in (this event is built for every request; ~6 → ~2.5 µs).
+        if usage is not None:
+            _fill_usage(event.usage, usage)
+        else:
+            event.usage.SetInParent()
+        _fill_timestamp(event.started_at, self.started_wall)
+        _fill_timestamp(event.finished_at, time.time())
+        if self.attempts:
+            event.attempts.extend(self.attempts)
+        return event
 
 
-def _timestamp(seconds: float) -> Timestamp:
+def _fill_timestamp(stamp: Timestamp, seconds: float) -> None:
     # Straight from the float: a datetime round trip costs more than the whole event.
     whole = int(seconds)
-    return Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
+    stamp.seconds = whole
+    stamp.nanos = int((seconds - whole) * 1e9)
 
 
-def _usage_message(usage: Usage) -> usage_pb2.Usage:
-    return usage_pb2.Usage(
-        input_tokens=usage.input_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        estimated=usage.estimated,
-    )
+def _fill_usage(message: usage_pb2.Usage, usage: Usage) -> None:
+    message.input_tokens = usage.input_tokens
+    message.output_tokens = usage.output_tokens
+    # Mostly zero: setting a proto3 scalar to its default is a no-op, skipping it is cheaper.
+    if usage.cache_read_tokens:
+        message.cache_read_tokens = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        message.cache_write_tokens = usage.cache_write_tokens
+    if usage.reasoning_tokens:
+        message.reasoning_tokens = usage.reasoning_tokens
+    if usage.estimated:
+        message.estimated = True
+    message.SetInParent()

@@ -67,12 +67,6 @@ _PREFIXED = (
 )
 
 
-def _labels(scope: Scope) -> tuple[str, str]:
-    """The lane route's metric labels: (protocol, route template)."""
-    route: LaneRoute = scope[_ROUTE]
-    return route.protocol, route.template
-
-
 def match(path: str) -> tuple[LaneRoute, dict[str, str]] | None:
     """The lane route a `POST` to `path` takes, with its path parameters; None for FastAPI."""
     exact = _EXACT.get(path)
@@ -107,16 +101,23 @@ class EdgeApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # `observability.observe_request` inlined: the lane knows the status from the
+        # answer it is about to send, so its `send` needs no wrapper noting it.
         client = scope.get("client")
         address = client_address.set(client[0] if client else None)
+        record, token = observability.start_request()
+        route: LaneRoute = scope[_ROUTE]
+        status = 499  # client closed the request: no answer went out
         try:
-            await observability.observe_request(self._answer, scope, receive, send, _labels)
+            response = await self._respond(route, Request(scope, receive))
+            status = response.status_code
+            await response(scope, receive, send)
+        except Exception:
+            status = 500
+            raise
         finally:
+            observability.finish_request(token, record, route.protocol, route.template, status)
             client_address.reset(address)
-
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._respond(scope[_ROUTE], Request(scope, receive))
-        await response(scope, receive, send)
 
     async def _respond(self, route: LaneRoute, request: Request) -> Response:
         """The handler's answer, or its error in the caller's protocol (as the app's

@@ -46,6 +46,15 @@ class Target:
     timeouts: Timeouts
 
 
+def _timeouts(provider: router_pb2.Provider) -> Timeouts:
+    timeouts = provider.timeouts
+    return Timeouts(
+        connect=(timeouts.connect_ms or 5_000) / 1000,
+        first_byte=(timeouts.first_byte_ms or 120_000) / 1000,
+        total=timeouts.total_ms / 1000 if timeouts.total_ms else None,
+    )
+
+
 class Gateway:
     def __init__(
         self,
@@ -79,6 +88,8 @@ class Gateway:
             )
         )
         self._environ = environ
+        self._targets_index: RouteIndex | None = None
+        self._targets_cache: dict[str, Target] = {}
 
     def ready(self) -> bool:
         """A route table in hand and the usage stream reachable."""
@@ -120,29 +131,28 @@ class Gateway:
     def targets(self, model: router_pb2.Model) -> list[Target]:
         """Deployments in failover order, each with its credential; 503 if none is usable."""
         index = self.index
+        if index is not self._targets_index:
+            # A Target per deployment of this route table, built on first use: the plan's
+            # order changes per request, what each deployment needs does not.
+            self._targets_index, self._targets_cache = index, {}
+        # Only this table's own models: a caller's own message shares no deployment objects.
+        cache = self._targets_cache if index.models.get(model.id) is model else {}
         targets: list[Target] = []
         missing: list[str] = []
         for deployment in index.plan(model):
-            provider = index.providers[deployment.provider_id]
-            credential = ""
-            if provider.credential_env:
-                credential = self._environ.get(provider.credential_env, "")
-                if not credential:
-                    missing.append(provider.credential_env)
-                    continue
-            timeouts = provider.timeouts
-            targets.append(
-                Target(
-                    deployment=deployment,
-                    provider=provider,
-                    credential=credential,
-                    timeouts=Timeouts(
-                        connect=(timeouts.connect_ms or 5_000) / 1000,
-                        first_byte=(timeouts.first_byte_ms or 120_000) / 1000,
-                        total=timeouts.total_ms / 1000 if timeouts.total_ms else None,
-                    ),
+            target = cache.get(deployment.id)
+            if target is None or target.deployment is not deployment:
+                provider = index.providers[deployment.provider_id]
+                credential = ""
+                if provider.credential_env:
+                    credential = self._environ.get(provider.credential_env, "")
+                    if not credential:
+                        missing.append(provider.credential_env)
+                        continue
+                target = cache[deployment.id] = Target(
+                    deployment, provider, credential, _timeouts(provider)
                 )
-            )
+            targets.append(target)
         if not targets:
             names = " or ".join(sorted(set(missing))) or "a provider"
             raise ProviderNotConfigured(

@@ -320,7 +320,10 @@ class TimedResponse:
         self._inner = inner
         self._record = record
         self.status_code = inner.status_code
-        self.headers = inner.headers
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._inner.headers  # as late as the inner response decodes them
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         record = self._record

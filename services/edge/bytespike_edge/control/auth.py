@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -113,13 +114,61 @@ class BadKeyGuard:
         self._buckets[client] = bucket
 
 
-def _usable(principal: Principal, now: float) -> bool:
+def _usable_until(principal: Principal) -> float:
+    """The wall-clock second from which the principal's key is refused (expiry, rotation)."""
+    until = float("inf")
     for field in ("expires_at", "revoke_at"):
         if principal.HasField(field):
             stamp = getattr(principal, field)
-            if stamp.seconds + stamp.nanos / 1e9 <= now:
-                return False
-    return True
+            until = min(until, stamp.seconds + stamp.nanos / 1e9)
+    return until
+
+
+class PrincipalCache:
+    """Principals by key hash, each with its deadlines worked out once, when cached.
+
+    A hit is one dict lookup and two comparisons: the entry's freshness (`ttl`, monotonic)
+    and the key's own expiry or end of rotation grace (wall clock, from the principal), so
+    either is enforced on time even if an invalidation push is lost. Full, it drops its
+    oldest entry (insertion order), which a busy key simply re-fetches.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._size = max(1, size)
+        self._ttl = ttl
+        self._clock = clock
+        self._wall = wall
+        # Insertion-ordered, so the oldest entry goes first in O(1).
+        self._entries: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
+
+    def get(self, key_hash: str) -> Principal | None:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return None
+        principal, fresh_until, usable_until = entry
+        if self._clock() < fresh_until and self._wall() < usable_until:
+            return principal
+        del self._entries[key_hash]
+        return None
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        entries = self._entries
+        entries.pop(key_hash, None)
+        while len(entries) >= self._size:
+            entries.popitem(last=False)
+        entries[key_hash] = (principal, self._clock() + self._ttl, _usable_until(principal))
+
+    def pop(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class Authenticator:
@@ -136,7 +185,7 @@ class Authenticator:
     ) -> None:
         self._stub = auth_pb2_grpc.AuthServiceStub(channel)
         self._secret = secret
-        self._cache: TTLCache[str, Principal] = TTLCache(cache_size, cache_ttl)
+        self._cache = PrincipalCache(cache_size, cache_ttl)
         self._refused: TTLCache[str, str] = TTLCache(min(cache_size, 10_000), negative_ttl)
         self._timeout = timeout
         self._guard = guard
@@ -146,7 +195,7 @@ class Authenticator:
             raise AuthenticationFailed("Missing API key.", code="missing_api_key")
         key_hash = keys.hash_key(self._secret, key) if keys.is_well_formed(key) else None
         if key_hash is not None:
-            principal = self._cached(key_hash)
+            principal = self._cache.get(key_hash)
             if principal is not None:
                 return principal
         client = client_address.get()
@@ -161,13 +210,6 @@ class Authenticator:
                 self._guard.failed(client)
             raise
 
-    def _cached(self, key_hash: str) -> Principal | None:
-        principal = self._cache.get(key_hash)
-        if principal is not None and not _usable(principal, time.time()):
-            self._cache.pop(key_hash, None)
-            return None
-        return principal
-
     async def _lookup(self, key_hash: str) -> Principal:
         if key_hash in self._refused:
             raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
@@ -181,12 +223,12 @@ class Authenticator:
                 raise AuthenticationFailed("Invalid API key.", code="invalid_api_key") from exc
             # Fail closed: no principal, no service.
             raise DependencyUnavailable("Authentication is temporarily unavailable.") from exc
-        self._cache[key_hash] = reply.principal
+        self._cache.put(key_hash, reply.principal)
         return reply.principal
 
     def forget(self, key_hash: str) -> None:
         """Drops what this edge remembers about a key, good or bad (it changed in auth)."""
-        self._cache.pop(key_hash, None)
+        self._cache.pop(key_hash)
         self._refused.pop(key_hash, None)
 
     async def subscribe_revocations(self, nc: NATS) -> None:

@@ -67,6 +67,8 @@ MAX_BATCH_BYTES = 512 * 1024
 # Queued events looked at to fill one batch: many accounts at once must not make forming
 # a batch quadratic in the backlog.
 BATCH_SCAN = 1024
+# The trace context of an event submitted with tracing off (shared; never written to).
+_UNTRACED: dict[str, str] = {}
 
 
 class _Outgoing:
@@ -121,6 +123,9 @@ class UsagePublisher:
         self._stream = stream
         self._prefix = subject_prefix
         self._max_pending = max_pending
+        # Decided once, as for the edge's server spans: asking the OTel API for the current
+        # span costs more than the rest of `submit`.
+        self._tracing = telemetry.tracing_enabled()
         # Submitted, not yet published: each event with its request's trace context (W3C
         # headers, captured at submit). Retries go before them, in `_retry`.
         self._queue: deque[tuple[usage_pb2.UsageEvent, dict[str, str]]] = deque()
@@ -161,7 +166,7 @@ class UsagePublisher:
             log.error("usage queue full; event for %s logged only", event.request_id)
             log.error("lost usage event %s", event.SerializeToString().hex())
             return
-        self._queue.append((event, telemetry.trace_headers()))
+        self._queue.append((event, telemetry.trace_headers() if self._tracing else _UNTRACED))
         self._idle.clear()
         self._work.set()
 
@@ -217,14 +222,17 @@ class UsagePublisher:
         the others keep their place in the queue."""
         queue = self._queue
         first, trace = queue.popleft()
-        subject = usage_subject(first.account_id, self._prefix)
+        account = first.account_id
+        subject = usage_subject(account, self._prefix)
         data = first.SerializeToString()
         batch, traces, size, skipped = [data], [(first.request_id, trace)], len(data), []
         for _ in range(min(len(queue), BATCH_SCAN)):
             if len(batch) >= MAX_BATCH:
                 break
             event, trace = queue.popleft()
-            if usage_subject(event.account_id, self._prefix) != subject:
+            # One account per batch (so one subject): compared by id, the subject is
+            # computed once per message, not once per event.
+            if event.account_id != account:
                 skipped.append((event, trace))
                 continue
             data = event.SerializeToString()

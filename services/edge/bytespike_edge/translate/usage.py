@@ -16,10 +16,16 @@ from bytespike_edge.translate.ir import JSON, Usage
 
 def count(obj: Mapping[str, Any] | None, *keys: str) -> int:
     """The first non-negative int under one of `keys` (vendors disagree on casing), else 0."""
-    if not isinstance(obj, Mapping):
+    # Exact type checks first: parsed JSON is dicts and ints, and an ABC check costs more
+    # than the lookup (this runs for every counter of every answer).
+    if type(obj) is not dict and not isinstance(obj, Mapping):
         return 0
     for key in keys:
         value = obj.get(key)
+        if value is None:
+            continue
+        if type(value) is int:
+            return value if value > 0 else 0
         if isinstance(value, int) and not isinstance(value, bool):
             return max(0, value)
         if isinstance(value, float) and value.is_integer():
@@ -30,7 +36,7 @@ def count(obj: Mapping[str, Any] | None, *keys: str) -> int:
 def _sub(obj: Mapping[str, Any], *keys: str) -> Mapping[str, Any] | None:
     for key in keys:
         value = obj.get(key)
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):
             return value
     return None
 

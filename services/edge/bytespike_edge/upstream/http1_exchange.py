@@ -28,7 +28,6 @@ MAX_HEAD_BYTES = 64 * 1024
 # larger ones as a second buffer of the same write call, uncopied.
 COPY_BODY_BELOW = 64 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
-_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
 class Pool(Protocol):
@@ -66,11 +65,12 @@ class Http1Response:
         "_decoder",
         "_done",
         "_error",
+        "_headers",
         "_loop",
+        "_raw_headers",
         "_read_timeout",
         "_waiter",
         "_whole",
-        "headers",
         "status_code",
     )
 
@@ -93,12 +93,24 @@ class Http1Response:
         self._waiter: asyncio.Future[None] | None = None
         self._decoder: Any = None
         self.status_code = 0
-        self.headers: Mapping[str, str] = _NO_HEADERS
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._headers: Mapping[str, str] | None = None
 
     # -- fed by the connection --------------------------------------------------------------
 
-    def _head(self, status: int, headers: CIMultiDict[str]) -> None:
-        coding = headers.get("content-encoding", "identity").strip().lower()
+    @property
+    def headers(self) -> Mapping[str, str]:
+        # Decoded on first use: a whole answer relayed as it came never needs them.
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(
+                CIMultiDict(
+                    (name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in self._raw_headers
+                )
+            )
+        return self._headers
+
+    def _head(self, status: int, raw_headers: list[tuple[bytes, bytes]], coding: str) -> None:
         if coding in ("gzip", "x-gzip"):
             self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif coding == "deflate":
@@ -106,7 +118,7 @@ class Http1Response:
         elif coding not in ("identity", ""):
             raise UpstreamUnavailable(f"upstream answered in an unsupported coding: {coding}")
         self.status_code = status
-        self.headers = CIMultiDictProxy(headers)
+        self._raw_headers = raw_headers
         self._wake()
 
     def _feed(self, data: bytes) -> None:
@@ -320,17 +332,24 @@ class Connection(asyncio.Protocol):
             # `100 Continue` and friends: the real answer follows on the same connection.
             self._informational = True
             return
-        headers: CIMultiDict[str] = CIMultiDict(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw_headers
-        )
-        self._until_eof = (
-            status not in _NO_BODY_STATUS
-            and "content-length" not in headers
-            and "chunked" not in headers.get("transfer-encoding", "").lower()
-        )
+        # Only what framing and decoding need, straight from the raw pairs.
+        sized = False
+        transfer: bytes | None = None
+        coding: bytes | None = None
+        for raw_name, value in self._raw_headers:
+            name = raw_name.lower()
+            if name == b"content-length":
+                sized = True
+            elif name == b"transfer-encoding" and transfer is None:  # the first, as `get`
+                transfer = value.lower()
+            elif name == b"content-encoding" and coding is None:
+                coding = value
+        chunked = transfer is not None and b"chunked" in transfer
+        self._until_eof = status not in _NO_BODY_STATUS and not sized and not chunked
         response = self.response
         if response is not None:
-            response._head(status, headers)
+            encoding = coding.decode("latin-1").strip().lower() if coding else "identity"
+            response._head(status, self._raw_headers, encoding)
 
     def on_body(self, body: bytes) -> None:
         response = self.response
