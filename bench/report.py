@@ -155,6 +155,8 @@ def targets(
                     ratio >= MIN_RATIO_TO_PROXY,
                 )
             )
+    for check in checks:  # the per-request checks so far: this protocol's
+        check["protocol"] = protocol
     if streams is not None:
         errors = streams["errors_total"]
         full = streams["streams"] >= TARGET_OPEN_STREAMS
@@ -228,8 +230,9 @@ def checks_text(checks: list[dict[str, Any]]) -> str:
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[check["pass"]]
         note = f"  ({check['note']})" if check.get("note") else ""
         where = "" if check["mode"] == "gateway" else f" [{check['mode']}]"
+        protocol = f" {check['protocol']}" if check.get("protocol") else ""
         lines.append(
-            f"  {verdict}  {check['name'] + where:<44} {check['target']:<46} "
+            f"  {verdict}  {check['name'] + protocol + where:<54} {check['target']:<46} "
             f"{check['measured']}{note}"
         )
     return "\n".join(lines)
@@ -251,13 +254,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_fmt(r['rps_vs_proxy'])} | {_fmt(r['cpu_us_per_request'], '.0f')} "
             f"| {sum(r['errors'].values())} |"
         )
-    lines += ["", "| check | mode | target | measured | verdict |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| check | protocol | mode | target | measured | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for check in results["targets"]:
         verdict = {True: "pass", False: "**fail**", None: "not judged"}[check["pass"]]
         note = f" ({check['note']})" if check.get("note") else ""
         lines.append(
-            f"| {check['name']} | {check['mode']} | {check['target']} "
-            f"| {check['measured']} | {verdict}{note} |"
+            f"| {check['name']} | {check.get('protocol', 'any')} | {check['mode']} "
+            f"| {check['target']} | {check['measured']} | {verdict}{note} |"
         )
     return "\n".join(lines)
 

@@ -299,6 +299,12 @@ class Bench:
             soak=soak,
             rss_max_mb=rss_max,
         )
+        # Latency and throughput are judged for every protocol (they differ: each has its
+        # own floor); the scenarios and memory once, on the first.
+        for other in protocols[1:]:
+            checks += report.targets(
+                rows, protocol=other.name, concurrencies=list(config.concurrency)
+            )
         for mode in (m for m in self.processes.variant_urls if m.startswith("gateway+")):
             checks += report.targets(
                 rows, protocol=protocols[0].name, concurrencies=list(config.concurrency), mode=mode
