@@ -10,8 +10,11 @@ sees the status line as soon as a stream opens.
 
 Everything else — parsing, keep-alive, pipelining, flow control, `Expect: 100-continue`,
 graceful shutdown, the 500 for a failing app — is uvicorn's own; `send` below is
-uvicorn 0.54's `RequestResponseCycle.send` with the head held (see `tests/edge/
-test_http_server.py`, which runs it byte for byte against a socket).
+uvicorn 0.54's `RequestResponseCycle.send` with the head held. One difference: a head
+that cannot go on the wire (a header value with a line break) is refused before anything
+is written, so the client gets uvicorn's 500 where uvicorn would drop the connection.
+`tests/edge/test_http_server.py` compares the bytes written with uvicorn's own protocol's
+and runs keep-alive and pipelining on a real socket.
 """
 
 from __future__ import annotations
