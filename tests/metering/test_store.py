@@ -20,7 +20,7 @@ from bytespike_common.pricing import Prices, Rate
 from bytespike_metering import credits
 from bytespike_metering.holds import HoldOutcome, HoldResult, HoldWriter
 from bytespike_metering.limits import MemoryLimiter
-from bytespike_metering.server import MIGRATIONS, VERSION_TABLE, _engine_options
+from bytespike_metering.server import MIGRATIONS, VERSION_TABLE
 from bytespike_metering.settlement import Charge, Settler, record_charges
 from bytespike_metering.store import MeteringStore
 
@@ -283,9 +283,3 @@ async def test_settler_prices_from_the_rate_card(store: MeteringStore) -> None:
     assert (await store.usage("r1") or {})["cost"] == 3_000
     assert (await store.usage("r2") or {})["cost"] == 0
     assert (await _assert_consistent(store, "acct"))["balance"] == -3_000
-
-
-def test_sqlite_pools_hand_out_the_connection_used_last() -> None:
-    # Each SQLite connection has its own page cache: the writer keeps using a warm one.
-    assert _engine_options("sqlite:///x.db") == {"pool_use_lifo": True}
-    assert _engine_options("postgresql://u@h/db") == {}

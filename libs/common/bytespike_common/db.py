@@ -34,7 +34,11 @@ def create_engine(dsn: str, **kwargs: Any) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, **kwargs)
+        # The pool hands out the connection used last: each SQLite connection has its own
+        # page cache, emptied when another connection wrote since its last transaction, and
+        # first-in-first-out two connections (a health check's, a writer's) took turns and
+        # every transaction re-read its pages from the file (docs/metering.md).
+        engine = create_async_engine(url, **{"pool_use_lifo": True, **kwargs})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
-from sqlalchemy.engine import make_url
 
 from bytespike.metering.v1 import metering_pb2, metering_pb2_grpc
 from bytespike_common import db, messaging
@@ -66,16 +65,6 @@ def _spawn(
     return task
 
 
-def _engine_options(database_url: str) -> dict[str, object]:
-    """SQLite: the pool hands out the connection used last. Each pooled SQLite connection
-    has its own page cache, emptied when another connection has written since its last
-    transaction; first-in-first-out, the health check's connection and the writer's took
-    turns at settlement, and every batch re-read its pages from the file."""
-    if make_url(db.normalize_dsn(database_url)).get_backend_name() == "sqlite":
-        return {"pool_use_lifo": True}
-    return {}
-
-
 def _limiter(settings: Settings) -> tuple[Limiter, list[HealthCheck]]:
     window_ms = settings.window_seconds * 1000
     if not settings.redis_url:
@@ -95,7 +84,7 @@ async def _consume_when_priced(watcher: RateCardWatcher, consumer: UsageConsumer
 @contextlib.asynccontextmanager
 async def create_server(settings: Settings) -> AsyncIterator[GrpcServer]:
     async with contextlib.AsyncExitStack() as stack:
-        engine = db.create_engine(settings.database_url, **_engine_options(settings.database_url))
+        engine = db.create_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
         await db.migrate(engine, MIGRATIONS, VERSION_TABLE)
         store = MeteringStore(engine, initial_credit=settings.initial_credit)
