@@ -20,9 +20,10 @@ from bytespike_common.pricing import Prices, Rate
 from bytespike_metering import credits
 from bytespike_metering.holds import HoldOutcome, HoldResult, HoldWriter
 from bytespike_metering.limits import MemoryLimiter
+from bytespike_metering.schema import ledger
 from bytespike_metering.server import MIGRATIONS, VERSION_TABLE
 from bytespike_metering.settlement import Charge, Settler, record_charges
-from bytespike_metering.store import MeteringStore
+from bytespike_metering.store import MeteringStore, sqlite_insert
 
 TTL = dt.timedelta(minutes=5)
 
@@ -283,3 +284,11 @@ async def test_settler_prices_from_the_rate_card(store: MeteringStore) -> None:
     assert (await store.usage("r1") or {})["cost"] == 3_000
     assert (await store.usage("r2") or {})["cost"] == 0
     assert (await _assert_consistent(store, "acct"))["balance"] == -3_000
+
+
+def test_a_sqlite_insert_must_name_every_column_of_its_table() -> None:
+    columns = [c.name for c in ledger.columns if c.name != "id"]
+    sql = sqlite_insert(ledger, columns, generated=("id",))
+    assert sql.startswith("INSERT INTO ledger (") and sql.count("?") == len(columns)
+    with pytest.raises(RuntimeError, match="ledger changed"):
+        sqlite_insert(ledger, columns[:-1], generated=("id",))

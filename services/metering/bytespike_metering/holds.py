@@ -39,7 +39,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bytespike_common.db import insert_ignoring_duplicates
 from bytespike_common.ids import new_id
 from bytespike_metering.schema import balances, holds
-from bytespike_metering.store import OPEN, MeteringStore, now_utc
+from bytespike_metering.store import (
+    OPEN,
+    MeteringStore,
+    now_utc,
+    sqlite_in_chunks,
+    sqlite_insert,
+)
 
 log = logging.getLogger(__name__)
 # Admits decided per transaction at most.
@@ -234,11 +240,10 @@ def _decide_on_sqlite(
     single-writer lock stands in for `FOR UPDATE`)."""
     account_ids = sorted({r.account_id for r in batch})
     accounts: dict[str, _Account] = {}
-    for i in range(0, len(account_ids), _SQLITE_CHUNK):
-        chunk = account_ids[i : i + _SQLITE_CHUNK]
+    for chunk, marks in sqlite_in_chunks(account_ids):
         for account_id, balance, held, disabled in db.execute(
             "SELECT account_id, balance, held, disabled FROM balances"
-            f" WHERE account_id IN ({', '.join('?' * len(chunk))})",
+            f" WHERE account_id IN ({marks})",
             chunk,
         ):
             accounts[account_id] = _Account(balance, held, bool(disabled))
@@ -266,12 +271,9 @@ def _decide_on_sqlite(
             inserted.add(r.hold_id)
     existing: dict[str, tuple[str, int]] = {}
     retried = [r.request_id for r in admitted if r.hold_id not in inserted]
-    for i in range(0, len(retried), _SQLITE_CHUNK):
-        chunk = retried[i : i + _SQLITE_CHUNK]
+    for chunk, marks in sqlite_in_chunks(retried):
         for request_id, hold_id, amount in db.execute(
-            "SELECT request_id, id, amount FROM holds"
-            f" WHERE request_id IN ({', '.join('?' * len(chunk))})",
-            chunk,
+            f"SELECT request_id, id, amount FROM holds WHERE request_id IN ({marks})", chunk
         ):
             existing[request_id] = (hold_id, amount)
     _conclude(batch, accounts, outcomes, inserted, existing)
@@ -295,14 +297,7 @@ _HOLD_COLUMNS = (
     "expires_at",
     "settled_at",
 )
-if set(_HOLD_COLUMNS) != {c.name for c in holds.columns}:
-    raise RuntimeError("holds changed: update _HOLD_COLUMNS and _decide_on_sqlite")
-_SQLITE_INSERT_HOLD = (
-    f"INSERT INTO holds ({', '.join(_HOLD_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_HOLD_COLUMNS))}) ON CONFLICT DO NOTHING"
-)
-# Ids per `IN (…)`, well under SQLite's limit on bound parameters.
-_SQLITE_CHUNK = 500
+_SQLITE_INSERT_HOLD = sqlite_insert(holds, _HOLD_COLUMNS, ignore_duplicates=True)
 
 
 async def _lock_accounts(conn: AsyncConnection, account_ids: list[str]) -> dict[str, _Account]:

@@ -45,6 +45,8 @@ from bytespike_metering.store import (
     move_balances_sqlite,
     now_utc,
     released_columns,
+    sqlite_in_chunks,
+    sqlite_insert,
 )
 
 log = logging.getLogger(__name__)
@@ -124,8 +126,6 @@ _USAGE_COLUMNS = (
     "started_at",
     "recorded_at",
 )
-if set(_USAGE_COLUMNS) != {c.name for c in usage_records.columns}:
-    raise RuntimeError("usage_records changed: update _USAGE_COLUMNS and _usage_values")
 
 
 def _ledger_values(charge: Charge, now: Any) -> tuple[Any, ...]:
@@ -157,8 +157,6 @@ _LEDGER_COLUMNS = (
     "model",
     "created_at",
 )
-if set(_LEDGER_COLUMNS) != {c.name for c in ledger.columns if c.name != "id"}:
-    raise RuntimeError("ledger changed: update _LEDGER_COLUMNS and _ledger_values")
 
 
 async def record_charges(
@@ -223,11 +221,10 @@ def _record_on_sqlite(
         return [], []
     released: list[ReleasedHold] = []
     request_ids = _hold_requests(new)
-    for i in range(0, len(request_ids), _SQLITE_CHUNK):
-        chunk = request_ids[i : i + _SQLITE_CHUNK]
+    for chunk, marks in sqlite_in_chunks(request_ids):
         rows = db.execute(
-            f"UPDATE holds SET status = ?, settled_at = ? WHERE status = ?"
-            f" AND request_id IN ({', '.join('?' * len(chunk))})"
+            "UPDATE holds SET status = ?, settled_at = ? WHERE status = ?"
+            f" AND request_id IN ({marks})"
             " RETURNING request_id, account_id, key_id, amount, estimated_tokens",
             (SETTLED, stamp, OPEN, *chunk),
         ).fetchall()
@@ -293,16 +290,8 @@ def _balance_changes(
     return balance_changes(((c.event.account_id, c.cost) for c in billed), released)
 
 
-_SQLITE_INSERT_USAGE = (
-    f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_USAGE_COLUMNS))}) ON CONFLICT DO NOTHING"
-)
-_SQLITE_INSERT_LEDGER = (
-    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_LEDGER_COLUMNS))})"
-)
-# Request ids per `IN (…)`, well under SQLite's limit on bound parameters.
-_SQLITE_CHUNK = 500
+_SQLITE_INSERT_USAGE = sqlite_insert(usage_records, _USAGE_COLUMNS, ignore_duplicates=True)
+_SQLITE_INSERT_LEDGER = sqlite_insert(ledger, _LEDGER_COLUMNS, generated=("id",))
 _INSERT_USAGE: dict[str, Any] = {}
 
 

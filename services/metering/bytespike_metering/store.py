@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -302,6 +302,35 @@ async def draw_down(conn: AsyncConnection, amounts: Mapping[str, int]) -> list[R
             await conn.execute(holds.update().where(holds.c.id == row.id).values(**values))
             taken.append(ReleasedHold(row.request_id, row.account_id, row.key_id, take, 0))
     return taken
+
+
+# Values per `IN (…)` on SQLite, well under its limit on bound parameters.
+SQLITE_IN_CHUNK = 500
+
+
+def sqlite_in_chunks(values: Sequence[T]) -> Iterator[tuple[Sequence[T], str]]:
+    """`values` in slices for `… IN (…)` on SQLite, each with its `?, ?, …` placeholders."""
+    for start in range(0, len(values), SQLITE_IN_CHUNK):
+        chunk = values[start : start + SQLITE_IN_CHUNK]
+        yield chunk, ", ".join("?" * len(chunk))
+
+
+def sqlite_insert(
+    table: sa.Table,
+    columns: Sequence[str],
+    *,
+    generated: Sequence[str] = (),
+    ignore_duplicates: bool = False,
+) -> str:
+    """A positional `INSERT` into `table` in `columns` order, for rows built as tuples on
+    aiosqlite's thread. Checked at import: every column but the `generated` ones must be
+    listed, so a column added to or dropped from the table changes the tuple builder too."""
+    if set(columns) != {c.name for c in table.columns} - set(generated):
+        raise RuntimeError(f"{table.name} changed: update its column list and row builder")
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    )
+    return sql + " ON CONFLICT DO NOTHING" if ignore_duplicates else sql
 
 
 def draw_down_sqlite(
