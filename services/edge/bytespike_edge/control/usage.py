@@ -54,11 +54,14 @@ log = logging.getLogger(__name__)
 # enough that an outage does not re-publish a flood every `ACK_TIMEOUT`.
 MAX_IN_FLIGHT = 1024
 ACK_TIMEOUT = 5.0
-# Billing does not notice 20 ms. It is what makes batches at low rates too: at one request
-# in flight (~1 ms each) 5 ms made batches of ~4 events, and metering's transaction per
-# batch then cost ~530 µs of CPU per request beside the request path; 20 ms made ~15 and
-# ~240 µs (docs/performance.md), and streamed TTFT at concurrency 1 dropped by ~0.15 ms.
-LINGER = 0.02
+# Billing does not notice 50 ms; metering and nats-server do: each message costs them a
+# fixed ~1.5 ms of CPU (a pull, a delivery, an ack, a transaction) besides its events'. At
+# one request in flight (~1 ms each) 5 ms made batches of ~4 events and metering spent
+# ~530 µs a request; 20 ms made ~15 and ~240 µs. At ~2,000 requests/s, 20 ms → 50 ms took
+# metering from 77 to 53 µs a request and nats-server from 24 to 15 (docs/performance.md).
+# The price: an edge that crashes (not one that stops: `drain`) loses up to this much of
+# its usage, as it loses the usage of the requests it was serving.
+LINGER = 0.05
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 5.0
 # Events per message, and the bytes they may take (NATS refuses payloads over 1 MB).
