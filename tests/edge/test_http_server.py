@@ -2,7 +2,8 @@
 
 Each case runs the same ASGI app under `EdgeHttpProtocol` and under uvicorn's own
 `HttpToolsProtocol` and compares the bytes that reach the transport: equal when joined,
-fewer writes for the edge's. The last cases run a real server on a socket.
+fewer writes for the edge's (a whole answer in one, and what one turn of the loop wrote in
+one: `bytespike_edge.deferred_writes`). The last cases run a real server on a socket.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ async def exchange(
             break
     else:
         raise AssertionError(f"no complete response; written: {transport.writes}")
+    await asyncio.sleep(0)  # the edge's writes go out at the end of the loop's turn
     return transport
 
 
@@ -119,6 +121,7 @@ async def test_a_sized_body_in_parts_holds_the_head_for_the_first() -> None:
         headers = [(b"content-length", b"6")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await asyncio.sleep(0)  # the rest a turn of the loop later
         await send({"type": "http.response.body", "body": b"def"})
 
     edge, _ = await both(in_parts, POST)
@@ -127,16 +130,30 @@ async def test_a_sized_body_in_parts_holds_the_head_for_the_first() -> None:
     assert edge[1] == b"def"
 
 
+async def test_the_writes_of_one_turn_go_out_together() -> None:
+    async def in_one_turn(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"6")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"def"})
+
+    edge, uvicorn_own = await both(in_one_turn, POST)
+    assert len(uvicorn_own) == 3
+    (only,) = edge
+    assert only.endswith(b"\r\n\r\nabcdef")
+
+
 async def test_a_stream_writes_its_head_before_the_first_event() -> None:
-    head_seen = asyncio.Event()
     transports: list[RecordingTransport] = []
+    head_before_event: list[bool] = []
 
     async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        # The client must see the status line while the first event is still pending.
-        if any(w.startswith(b"HTTP/1.1 200") for t in transports for w in t.writes):
-            head_seen.set()
+        # The first event comes a turn of the loop later at the soonest (the upstream's
+        # read): by then the client must have the status line.
+        await asyncio.sleep(0)
+        head_before_event.append(transports[-1].writes[:1] != [])
         await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
@@ -151,10 +168,11 @@ async def test_a_stream_writes_its_head_before_the_first_event() -> None:
         edge, uvicorn_own = await both(stream, POST)
     finally:
         RecordingTransport.__init__ = original  # type: ignore[method-assign]
-    assert head_seen.is_set()
-    assert edge == uvicorn_own
+    assert head_before_event == [True, True]  # the edge's protocol, then uvicorn's own
+    assert edge[0] == uvicorn_own[0]
     assert b"transfer-encoding: chunked" in edge[0]
-    assert edge[1:] == [b"9\r\ndata: 1\n\n\r\n", b"0\r\n\r\n"]
+    # The event and the end of the stream, written in one turn, went out together.
+    assert edge[1:] == [b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"]
 
 
 async def test_an_app_failing_after_its_start_answers_500_and_nothing_else() -> None:

@@ -6,7 +6,8 @@ uvicorn writes a response's status line and headers the moment the app sends
 client to read. `EdgeHttpProtocol` holds the head of a response whose length is declared
 (`content-length`, or none at all as for 204) until its first body message and writes
 the two together. A streamed answer (chunked) still writes its head at once, so a client
-sees the status line as soon as a stream opens.
+sees the status line as soon as a stream opens (at the end of the loop's turn, as every
+write: the protocol writes through a `DeferredTransport`).
 
 Everything else — parsing, keep-alive, pipelining, flow control, `Expect: 100-continue`,
 graceful shutdown, the 500 for a failing app — is uvicorn's own; `send` below is
@@ -19,6 +20,9 @@ and runs keep-alive and pipelining on a real socket.
 
 from __future__ import annotations
 
+import asyncio
+from typing import cast
+
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
@@ -28,6 +32,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from bytespike_edge.deferred_writes import DeferredTransport
 
 
 class WholeAnswerCycle(RequestResponseCycle):
@@ -151,7 +157,11 @@ class WholeAnswerCycle(RequestResponseCycle):
 
 
 class EdgeHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol whose requests run as `WholeAnswerCycle`s."""
+    """uvicorn's httptools protocol whose requests run as `WholeAnswerCycle`s, writing
+    through a `DeferredTransport` (`bytespike_edge.deferred_writes`)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(DeferredTransport(cast(asyncio.Transport, transport)))
 
     def on_headers_complete(self) -> None:
         # uvicorn builds its own cycle class here; this runs it and swaps the class before

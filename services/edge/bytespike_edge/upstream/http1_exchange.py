@@ -1,9 +1,11 @@
 """One HTTP/1.1 exchange on one keep-alive connection: the protocol, the parser, the answer.
 
 `Connection` is the `asyncio.Protocol`: it writes a request with one `transport.write`
-and feeds what comes back to httptools (llhttp, the parser uvicorn uses), whose callbacks
-fill the `Http1Response` the caller reads from: no task, no stream object, one
-`TimerHandle` per wait. The pool that owns connections is `http1.py`.
+(sent at the end of the loop's turn with the turn's other writes:
+`bytespike_edge.deferred_writes`) and feeds what comes back to httptools (llhttp, the
+parser uvicorn uses), whose callbacks fill the `Http1Response` the caller reads from: no
+task, no stream object, one `TimerHandle` per wait. The pool that owns connections is
+`http1.py`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from bytespike_common.errors import UpstreamTimeout, UpstreamUnavailable
+from bytespike_edge.deferred_writes import DeferredTransport
 
 # Unread body bytes above which the socket stops being read until the caller catches up
 # (a slow client of a fast stream must not buffer the whole answer here).
@@ -272,7 +275,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        # The request goes out at the end of the loop's turn, with the turn's others.
+        self.transport = DeferredTransport(cast(asyncio.Transport, transport))
         if self.closed:  # the pool was closed while this one was connecting
             transport.close()
 
