@@ -185,7 +185,10 @@ class Processes:
         await wait_http(f"http://127.0.0.1:{port}/_bench/health")
         return mode
 
-    async def start_stack(self) -> None:
+    async def start_stack(self, extra_env: dict[str, str] | None = None) -> None:
+        """The suite against the fake vendor; `extra_env` for every one of its processes
+        (`bench.ab` points PYTHONPATH at another checkout)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         catalog_path = self.data_dir / "catalog.yaml"
         catalog_path.write_text(yaml.safe_dump(catalog(), sort_keys=False))
         self.stack = Stack(
@@ -193,7 +196,7 @@ class Processes:
             catalog_path=catalog_path,
             edge_port=free_port(),
             service_ports={name: free_port() for name in SERVICES},
-            env=suite_env(self.fake_url),
+            env={**suite_env(self.fake_url), **(extra_env or {})},
         )
         await self.stack.start()
 
