@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
+import weakref
 from typing import Any
 
 import pytest
@@ -115,6 +117,20 @@ async def test_one_broken_transport_does_not_hold_the_others_back(
         await asyncio.sleep(0)
     assert fine.events == [b"sent"]
     assert "deferred write failed" in caplog.text
+
+
+def test_a_finished_loop_is_not_kept_alive() -> None:
+    async def write_once() -> None:
+        DeferredTransport(Recording()).write(b"x")
+        await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(write_once())
+    loop.close()
+    alive = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert alive() is None
 
 
 async def test_bytes_reach_the_peer_of_a_real_socket() -> None:

@@ -35,12 +35,15 @@ class _Flusher:
     __slots__ = ("_loop", "_waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weakly: the flusher is the loop's value in `_flushers`, whose keys are weak.
+        self._loop = weakref.ref(loop)
         self._waiting: list[DeferredTransport] = []
 
     def queue(self, transport: DeferredTransport) -> None:
         if not self._waiting:
-            self._loop.call_soon(self.flush)
+            loop = self._loop()
+            assert loop is not None, "a transport outlived its event loop"
+            loop.call_soon(self.flush)
         self._waiting.append(transport)
 
     def flush(self) -> None:
@@ -75,10 +78,6 @@ class DeferredTransport(asyncio.Transport):
         self._queued: list[bytes] = []
         self._queued_size = 0
         self._flusher = _flusher()
-
-    @property
-    def wrapped(self) -> asyncio.Transport:
-        return self._transport
 
     # -- writing -----------------------------------------------------------------------------
 
