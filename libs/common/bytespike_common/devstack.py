@@ -38,21 +38,34 @@ def free_port(preferred: int = 0) -> int:
     where every outgoing connection's local port comes from: between picking it and the
     service binding it, a client connection (on a busy machine, many) can take it. Ports
     below the range are only ever taken by a bind, so the race is with other test processes
-    picking at random, which is rare.
+    picking at random, which is rare. Nor is a port handed out twice by this process: a
+    stack picks all its ports before any service binds one, and two of them once drew the
+    same number (auth's gRPC port and the edge's, 2026-12-07).
     """
-    if preferred and _bindable(preferred):
-        return preferred
+    if preferred and preferred not in _handed_out and _bindable(preferred):
+        return _hand_out(preferred)
     low = _ephemeral_low()
     for _ in range(200):
         candidate = _random.randrange(10_000, low)
-        if _bindable(candidate):
-            return candidate
+        if candidate not in _handed_out and _bindable(candidate):
+            return _hand_out(candidate)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return _hand_out(int(sock.getsockname()[1]))
 
 
 _random = random.Random()
+# Ports this process has handed out, most recent last (bounded: after thousands, the
+# oldest have long been bound or released).
+_handed_out: dict[int, None] = {}
+HANDED_OUT_MAX = 4096
+
+
+def _hand_out(port: int) -> int:
+    _handed_out[port] = None
+    if len(_handed_out) > HANDED_OUT_MAX:
+        del _handed_out[next(iter(_handed_out))]
+    return port
 
 
 def _bindable(port: int) -> bool:
