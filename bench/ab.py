@@ -100,11 +100,10 @@ class Side:
 
     def cpu_now(self) -> dict[str, float]:
         """CPU seconds so far of the suite's processes, its fake vendor and its load."""
-        assert self.driver._process is not None
         pids = {
             **{name: helper.pid for name, helper in self.processes.helpers.items()},
             **self.processes.suite_pids(),
-            "load": self.driver._process.pid,
+            "load": self.driver.pid,
         }
         return {name: cpu_seconds(pid) for name, pid in pids.items()}
 

@@ -236,6 +236,12 @@ class LoadDriver:
             limit=256 * 1024 * 1024,
         )
 
+    @property
+    def pid(self) -> int:
+        """The load process's (its CPU counts in `bench.ab`)."""
+        assert self._process is not None, "start() first"
+        return self._process.pid
+
     async def run(self, job: LoadJob) -> LoadResult:
         process = self._process
         assert process is not None and process.stdin and process.stdout, "start() first"
