@@ -7,8 +7,9 @@ for one request, then again for the next a few dozen µs later, each wake-up a c
 switch that also preempts whatever ran on that core (often the edge). Held to the end of
 the turn, every request of the turn goes out in one burst, and each peer finds them
 together. The bytes and their order are the same; a write is at most one turn late.
-Measured side by side (`python -m bench.ab`, 8 rounds of 16 in flight per suite): the
-edge 26 µs less CPU a request, the fake vendor 12 less, the load generator 9 (sd 7, 2, 3).
+Measured side by side (`python -m bench.ab`, three runs of 8 rounds, 16 and 32 in flight
+per suite): the edge 13 to 20 µs less CPU a request, the fake vendor 6 to 11 less, the load
+generator 1 to 3 (docs/performance.md).
 
 `DeferredTransport` wraps a transport: `write` and `writelines` queue the data; the
 first queued write of a turn schedules one `call_soon` that sends every wrapped
