@@ -27,9 +27,6 @@ from bytespike_edge.deferred_writes import DeferredTransport
 HIGH_WATER = 256 * 1024
 # A response head larger than this is refused (llhttp itself sets no limit).
 MAX_HEAD_BYTES = 64 * 1024
-# Bodies up to this size go out in the same buffer as the head (one copy, one write);
-# larger ones as a second buffer of the same write call, uncopied.
-COPY_BODY_BELOW = 64 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -250,10 +247,9 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.response = response
         self._answered = False
-        if len(body) < COPY_BODY_BELOW:
-            self.transport.write(head + body)
-        else:
-            self.transport.writelines((head, body))
+        # Head and body stay two buffers, uncopied: the deferred transport sends them in one
+        # `writelines` at the end of the turn.
+        self.transport.writelines((head, body))
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None:
