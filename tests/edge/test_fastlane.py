@@ -67,6 +67,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> CollectorRegistry:
     )
     monkeypatch.setattr(observability, "_requests", telemetry.Children(requests))
     monkeypatch.setattr(observability, "_duration", telemetry.Children(duration))
+    # Series found per request shape are cached; these must be made from the above.
+    monkeypatch.setattr(observability, "_request_series", {})
     return registry
 
 

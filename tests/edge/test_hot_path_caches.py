@@ -9,11 +9,14 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from starlette.responses import Response
+from starlette.types import Message
 
 from bytespike.router.v1 import router_pb2
 from bytespike_common.errors import ProviderNotConfigured
 from bytespike_common.ids import new_id, request_id
 from bytespike_common.routing import RouteIndex
+from bytespike_edge.exchange import JsonAnswer
 from bytespike_edge.gateway import Gateway
 from bytespike_edge.settings import Settings
 from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
@@ -171,3 +174,30 @@ def test_ids_keep_their_shape_and_do_not_repeat() -> None:
     assert len(ids) == 20_000
     assert all(re.fullmatch(r"req_[0-9a-f]{11,}[0-9a-f]{20}", i) for i in ids)
     assert re.fullmatch(r"hold_[0-9a-f]{31,}", new_id("hold"))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-request-id": "req_1"}, {"x-request-id": "req_2", "x-bytespike-warning": "dropped: n"}],
+)
+async def test_a_json_answer_is_what_starlette_would_send(headers: dict[str, str]) -> None:
+    """`JsonAnswer` skips starlette's generic header handling, not what goes out."""
+    body = b'{"id":"chatcmpl-1","choices":[]}'
+    lean = JsonAnswer(body, [(k.encode(), v.encode()) for k, v in headers.items()])
+    plain = Response(body, 200, headers, media_type="application/json")
+    sent: list[list[Message]] = [[], []]
+    for response, out in zip((lean, plain), sent, strict=True):
+
+        async def send(message: Message, out: list[Message] = out) -> None:
+            out.append(message)
+
+        await response({"type": "http"}, _no_receive, send)
+    assert sent[0] == sent[1]
+    assert sent[0][0]["headers"][-2:] == [
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", b"application/json"),
+    ]
+
+
+async def _no_receive() -> Message:
+    raise AssertionError("an answer reads nothing")

@@ -4,6 +4,7 @@ NATS headers, log correlation, gRPC server metrics, the metrics server."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 import grpc
@@ -15,10 +16,12 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import metrics as prometheus_metrics
 
 from bytespike_common import metrics_server, telemetry
 from bytespike_common.grpc_server import GrpcServer
+from bytespike_edge import observability
 
 
 @pytest.mark.parametrize(
@@ -152,3 +155,76 @@ async def test_metrics_server_serves_the_registry() -> None:
             metrics_server.start("127.0.0.1", taken.port)
         finally:
             taken.stop()
+
+
+@pytest.mark.parametrize("use_created", [False, True])
+def test_loop_metrics_expose_what_prometheus_client_would(
+    monkeypatch: pytest.MonkeyPatch, use_created: bool
+) -> None:
+    """The lock-free counter and histogram are drop-in: the same exposition, byte for byte
+    (timestamps aside), as prometheus_client's own classes fed the same values."""
+    monkeypatch.setattr(prometheus_metrics, "_use_created", use_created)
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    for registry, counter, histogram in (
+        (ours, telemetry.LoopCounter, telemetry.LoopHistogram),
+        (theirs, Counter, Histogram),
+    ):
+        requests = counter("t_requests", "Requests.", ["route"], registry=registry)
+        plain = counter("t_plain", "Unlabelled.", registry=registry)
+        duration = histogram(
+            "t_seconds", "Duration.", ["route"], buckets=buckets, registry=registry
+        )
+        for route, value in [("a", 0.0005), ("a", 0.001), ("b", 0.05), ("a", 7.0), ("b", 0.1)]:
+            requests.labels(route).inc()
+            requests.labels(route).inc(2.5)
+            duration.labels(route).observe(value)
+        plain.inc()
+    # Same series, same values; `_created` differs only by when each was made.
+    created = re.compile(rb"(_created\{?[^ ]*) [0-9.e+]+")
+    assert created.sub(rb"\1 T", generate_latest(ours)) == created.sub(
+        rb"\1 T", generate_latest(theirs)
+    )
+    assert (b"_created" in generate_latest(ours)) is use_created
+
+
+def test_loop_metrics_refuse_what_prometheus_client_refuses() -> None:
+    registry = CollectorRegistry()
+    counter = telemetry.LoopCounter("t_refused", "Refused.", ["route"], registry=registry)
+    with pytest.raises(ValueError, match="non-negative"):
+        counter.labels("a").inc(-1)
+    with pytest.raises(ValueError, match="label"):
+        counter.labels()
+    counter.labels("a").inc(3)
+    counter.labels("a").reset()
+    assert registry.get_sample_value("t_refused_total", {"route": "a"}) == 0.0
+
+
+def test_request_series_are_found_per_request_shape() -> None:
+    """The edge's cached series per request shape: counted under the right labels, and a
+    request that never reached an upstream makes no upstream series."""
+    sample = REGISTRY.get_sample_value
+    requests = {
+        "protocol": "openai",
+        "route": "/v1/chat/completions",
+        "model": "unit-model",
+        "status": "401",
+    }
+    overhead = {"protocol": "openai", "stream": "false"}
+    upstream = {"provider": "unit-provider", "stream": "false"}
+    overhead_before = sample("bytespike_gateway_overhead_seconds_count", overhead) or 0.0
+    for _ in range(2):
+        record, token = observability.start_request()
+        record.model = "unit-model"
+        observability.finish_request(token, record, "openai", "/v1/chat/completions", 401)
+    assert sample("bytespike_requests_total", requests) == 2
+    assert sample("bytespike_upstream_duration_seconds_count", {**upstream, "stream": ""}) is None
+    assert (sample("bytespike_gateway_overhead_seconds_count", overhead) or 0.0) == overhead_before
+
+    record, token = observability.start_request()
+    record.model, record.provider, record.stream = "unit-model", "unit-provider", "false"
+    record.upstream_calls, record.upstream_seconds = 1, 0.25
+    observability.finish_request(token, record, "openai", "/v1/chat/completions", 200)
+    assert sample("bytespike_requests_total", {**requests, "status": "200"}) == 1
+    assert sample("bytespike_upstream_duration_seconds_sum", upstream) == 0.25
+    assert sample("bytespike_gateway_overhead_seconds_count", overhead) == overhead_before + 1

@@ -31,11 +31,12 @@ context crosses NATS in message headers (`publish_span` / `consume_spans`).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -45,6 +46,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger(__name__)
 
@@ -78,42 +82,105 @@ TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 20, 30,
 GRPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 SETTLEMENT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
+
+# ---- metrics updated on the event loop ----
+class LoopCounter(Counter):
+    """A `Counter` whose series are only ever moved from one thread (a service's event
+    loop): each series a plain float, where prometheus_client keeps a value behind a lock
+    (~80 ns an increment here against ~340). Scrapes may read from another thread: a read
+    of a float is atomic under the GIL, and prometheus_client's own histograms are not
+    read atomically across buckets either. No exemplars, no multiprocess mode."""
+
+    _total: float
+
+    def _metric_init(self) -> None:
+        self._total = 0.0
+        self._created = time.time()
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self._total += amount
+
+    def reset(self) -> None:
+        self._total = 0.0
+        self._created = time.time()
+
+    def _child_samples(self) -> Iterable[Sample]:
+        total = Sample("_total", {}, self._total, None, None)
+        if prometheus_metrics._use_created:
+            return (total, Sample("_created", {}, self._created, None, None))
+        return (total,)
+
+
+class LoopHistogram(Histogram):
+    """A `Histogram` moved only from one thread, as `LoopCounter`: one list of bucket counts
+    and a float sum per series, the bucket found by bisection (~190 ns an observation
+    against ~700). Observations are finite numbers (durations)."""
+
+    _counts: list[float]
+    _total: float
+
+    def _metric_init(self) -> None:
+        self._counts = [0.0] * len(self._upper_bounds)
+        self._total = 0.0
+        self._created = time.time()
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        self._total += amount
+        # The first bucket whose upper bound is >= amount (the last one is +Inf).
+        self._counts[bisect.bisect_left(self._upper_bounds, amount)] += 1
+
+    def _child_samples(self) -> Iterable[Sample]:
+        samples = []
+        cumulative = 0.0
+        for bound, count in zip(self._upper_bounds, list(self._counts), strict=True):
+            cumulative += count
+            le = floatToGoString(bound)  # type: ignore[no-untyped-call]
+            samples.append(Sample("_bucket", {"le": le}, cumulative, None, None))
+        samples.append(Sample("_count", {}, cumulative, None, None))
+        samples.append(Sample("_sum", {}, self._total, None, None))
+        if prometheus_metrics._use_created:
+            samples.append(Sample("_created", {}, self._created, None, None))
+        return tuple(samples)
+
+
 # ---- edge ----
-REQUESTS = Counter(
+REQUESTS = LoopCounter(
     f"{PREFIX}_requests",
     "API requests by protocol, route template, catalog model and HTTP status.",
     ["protocol", "route", "model", "status"],
 )
-REQUEST_DURATION = Histogram(
+REQUEST_DURATION = LoopHistogram(
     f"{PREFIX}_request_duration_seconds",
     "From request arrival to the last byte of the response.",
     ["protocol", "model", "stream"],
     buckets=REQUEST_BUCKETS,
 )
-GATEWAY_OVERHEAD = Histogram(
+GATEWAY_OVERHEAD = LoopHistogram(
     f"{PREFIX}_gateway_overhead_seconds",
     "Edge time per request excluding the time spent waiting on the upstream.",
     ["protocol", "stream"],
     buckets=OVERHEAD_BUCKETS,
 )
-UPSTREAM_DURATION = Histogram(
+UPSTREAM_DURATION = LoopHistogram(
     f"{PREFIX}_upstream_duration_seconds",
     "Time per request spent waiting on upstreams (every attempt, headers and body).",
     ["provider", "stream"],
     buckets=REQUEST_BUCKETS,
 )
-TIME_TO_FIRST_TOKEN = Histogram(
+TIME_TO_FIRST_TOKEN = LoopHistogram(
     f"{PREFIX}_time_to_first_token_seconds",
     "Streams: from request arrival to the first frame relayed to the client.",
     ["protocol", "model"],
     buckets=TTFT_BUCKETS,
 )
-TOKENS = Counter(
+TOKENS = LoopCounter(
     f"{PREFIX}_tokens",
     "Tokens by type (input excludes cache; output includes reasoning, also counted alone).",
     ["model", "provider", "type"],
 )
-UPSTREAM_ERRORS = Counter(
+UPSTREAM_ERRORS = LoopCounter(
     f"{PREFIX}_upstream_errors",
     "Failed upstream attempts and broken upstream streams, by cause.",
     ["provider", "deployment", "cause", "status"],
@@ -123,7 +190,7 @@ ADMISSION_DENIALS = Counter(
     "Requests metering refused (or could not admit: metering_unavailable).",
     ["reason"],
 )
-UNMETERED_REQUESTS = Counter(
+UNMETERED_REQUESTS = LoopCounter(
     f"{PREFIX}_unmetered_requests",
     "Requests served without a hold because metering was unreachable (fail mode open).",
 )
@@ -151,7 +218,7 @@ CREDITS_CHARGED = Counter(
     "Micro-credits charged at settlement (1 credit = 1,000,000).",
     ["model"],
 )
-SETTLEMENT_LAG = Histogram(
+SETTLEMENT_LAG = LoopHistogram(
     f"{PREFIX}_settlement_lag_seconds",
     "From the end of a request to its usage being settled (new events only).",
     buckets=SETTLEMENT_BUCKETS,

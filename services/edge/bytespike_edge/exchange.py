@@ -171,6 +171,10 @@ class Exchange:
             headers["x-bytespike-warning"] = text.encode("ascii", "replace").decode()
         return headers
 
+    def _answer(self, call: CallContext, content: bytes) -> Response:
+        headers = self._headers(call)
+        return JsonAnswer(content, [(k.encode(), v.encode()) for k, v in headers.items()])
+
     async def serve(self, call: CallContext, targets: list[Target]) -> Response:
         try:
             opened = await Attempts(self._gateway, call).open(
@@ -207,16 +211,15 @@ class Exchange:
             raise UpstreamHTTPError(
                 "The upstream returned a malformed response.", status=502
             ) from exc
-        headers = self._headers(call)
         if upstream == self._client.protocol:
             call.usage = self._codec.sniff_usage(parsed)
             call.finish_reason = native_finish_reason(upstream, parsed)
-            return Response(content, 200, headers, media_type="application/json")
+            return self._answer(call, content)
         answer = codec_for(upstream).decode_response(parsed, self.ctx)
         call.usage = answer.usage
         call.finish_reason = answer.finish_reason.value
         encoded = self._codec.encode_response(answer, self._model.id, self.ctx)
-        return Response(orjson.dumps(encoded), 200, headers, media_type="application/json")
+        return self._answer(call, orjson.dumps(encoded))
 
     def _stream(self, opened: Opened, call: CallContext) -> Response:
         upstream = protocol_of(opened.target)
@@ -241,6 +244,22 @@ class Exchange:
             headers={**SSE_HEADERS, **self._headers(call)},
             media_type=media_type,
         )
+
+
+class JsonAnswer(Response):
+    """A whole JSON answer: what `Response(content, 200, headers, media_type=
+    "application/json")` is, headers in the same order (the given ones, then length and
+    type), built without its generic header handling (~1.2 µs of every answer)."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = content
+        headers.append((b"content-length", b"%d" % len(content)))
+        headers.append((b"content-type", b"application/json"))
+        self.raw_headers = headers
 
 
 class PassthroughFrames:

@@ -71,6 +71,55 @@ _denials = telemetry.Children(telemetry.ADMISSION_DENIALS)
 _route_protocols: dict[str, str] = {}
 
 
+# (protocol, route, model, status, stream, provider: None when no upstream was called)
+_RequestShape = tuple[str, str, str, int, str, str | None]
+
+
+class _RequestSeries:
+    """The series one finished request moves, found with one lookup of its labels (rather
+    than one per metric): every label is bounded, so their combinations are too."""
+
+    __slots__ = ("duration", "overhead", "requests", "upstream")
+
+    def __init__(self, shape: _RequestShape) -> None:
+        protocol, route, model, status, stream, provider = shape
+        self.requests = _requests(protocol, route, model, str(status))
+        self.duration = _duration(protocol, model, stream)
+        # None when no upstream was called: no upstream series is made for such requests.
+        self.overhead = None if provider is None else _overhead(protocol, stream)
+        self.upstream = None if provider is None else _upstream(provider, stream)
+
+
+_request_series: dict[_RequestShape, _RequestSeries] = {}
+_TOKEN_FIELDS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+class _TokenCounters:
+    """A model's token counters by type (`telemetry.TOKEN_TYPES` order), made on first use."""
+
+    __slots__ = ("_children", "_model", "_provider")
+
+    def __init__(self, model: str, provider: str) -> None:
+        self._model, self._provider = model, provider
+        self._children: list[Any] = [None] * len(telemetry.TOKEN_TYPES)
+
+    def add(self, index: int, count: int) -> None:
+        child = self._children[index]
+        if child is None:
+            kind = telemetry.TOKEN_TYPES[index]
+            child = self._children[index] = _tokens(self._model, self._provider, kind)
+        child.inc(count)
+
+
+_token_series: dict[tuple[str, str], _TokenCounters] = {}
+
+
 @dataclass(slots=True)
 class RequestRecord:
     started: float
@@ -128,16 +177,18 @@ def _record_call(call: CallContext, usage: usage_pb2.Usage) -> None:
         record.model, record.provider = model, provider
         record.stream = "true" if call.stream else "false"
         started = record.started
-    counts = (
-        usage.input_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-    )
-    for kind, count in zip(telemetry.TOKEN_TYPES, counts, strict=True):
-        if count > 0:
-            _tokens(model, provider, kind).inc(count)
+    counters = _token_series.get((model, provider))
+    if counters is None:
+        counters = _token_series[model, provider] = _TokenCounters(model, provider)
+    if usage.input_tokens > 0:
+        counters.add(0, usage.input_tokens)
+    if usage.output_tokens > 0:
+        counters.add(3, usage.output_tokens)
+    # Mostly zero: looked at only when the usage has any of them.
+    if usage.cache_read_tokens or usage.cache_write_tokens or usage.reasoning_tokens:
+        for index in (1, 2, 4):
+            if (count := getattr(usage, _TOKEN_FIELDS[index])) > 0:
+                counters.add(index, count)
     if call.stream and call.first_byte_at is not None:
         _ttft(call.client_protocol, model).observe(max(0.0, call.first_byte_at - started))
     for attempt in call.attempts:
@@ -236,11 +287,16 @@ def _route_labels(scope: Scope) -> tuple[str, str]:
 
 def _observe(protocol: str, route: str, record: RequestRecord, status: int) -> None:
     elapsed = time.perf_counter() - record.started
-    _requests(protocol, route, record.model, str(status)).inc()
-    _duration(protocol, record.model, record.stream).observe(elapsed)
-    if record.upstream_calls:
-        _overhead(protocol, record.stream).observe(max(0.0, elapsed - record.upstream_seconds))
-        _upstream(record.provider, record.stream).observe(record.upstream_seconds)
+    upstream = record.provider if record.upstream_calls else None
+    key = (protocol, route, record.model, status, record.stream, upstream)
+    series = _request_series.get(key)
+    if series is None:
+        series = _request_series[key] = _RequestSeries(key)
+    series.requests.inc()
+    series.duration.observe(elapsed)
+    if series.overhead is not None and series.upstream is not None:
+        series.overhead.observe(max(0.0, elapsed - record.upstream_seconds))
+        series.upstream.observe(record.upstream_seconds)
     if record.genai is not None:
         # The call never finished (a bug upstream of `finish`): do not leak the span.
         record.genai.end()
