@@ -428,7 +428,8 @@ async def serve_generation(
     model = gateway.resolve_model(client.model, principal)
     targets = gateway.targets(model)
     exchange = Exchange(gateway, client, principal, model)
-    foreign = {protocol_of(t) for t in targets} - {client.protocol}
+    # Nearly always none: one loop, not two sets, to find out.
+    foreign = {p for t in targets if (p := protocol_of(t)) != client.protocol}
     if foreign:
         # Validate up front: a request the IR cannot express fails before admission.
         ir = exchange.ir()

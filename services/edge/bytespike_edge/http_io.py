@@ -11,8 +11,18 @@ from starlette.types import Receive
 from bytespike_common.errors import InvalidRequest, RequestTooLarge
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """The first value of a request header, `name` lowercase: what `request.headers.get`
+    answers (ASGI servers give the names lowercase), without building a `Headers` mapping
+    and its lookup for the two or three headers every generation request reads."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body exceeds the {limit} byte limit.")
     body = await _read_body(request.receive, limit)
@@ -50,19 +60,19 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header and header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
+    value = header(request, b"authorization")
+    if value and value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
     return None
 
 
 def anthropic_key(request: Request) -> str | None:
-    return request.headers.get("x-api-key") or bearer_token(request)
+    return header(request, b"x-api-key") or bearer_token(request)
 
 
 def gemini_key(request: Request) -> str | None:
     return (
-        request.headers.get("x-goog-api-key")
+        header(request, b"x-goog-api-key")
         or request.query_params.get("key")
         or bearer_token(request)
     )

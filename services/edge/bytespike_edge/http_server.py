@@ -21,6 +21,7 @@ and runs keep-alive and pipelining on a real socket.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import cast
 
 from uvicorn._types import ASGISendEvent
@@ -34,6 +35,18 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from bytespike_edge.deferred_writes import DeferredTransport
+
+# The last list of server default headers found valid (uvicorn makes a new one each second).
+_checked_defaults: list[object] = [None]
+
+
+def _check_headers(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Refuses a header that cannot go on the wire, as uvicorn does (before any write)."""
+    for name, value in headers:
+        if HEADER_RE.search(name):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(value):
+            raise RuntimeError("Invalid HTTP header value.")
 
 
 class WholeAnswerCycle(RequestResponseCycle):
@@ -117,11 +130,14 @@ class WholeAnswerCycle(RequestResponseCycle):
             )
         content = [STATUS_LINE[status]]
         has_connection_close = False
-        for raw_name, value in [*self.default_headers, *headers]:  # type: ignore[misc]
-            if HEADER_RE.search(raw_name):
-                raise RuntimeError("Invalid HTTP header name.")
-            if HEADER_VALUE_RE.search(value):
-                raise RuntimeError("Invalid HTTP header value.")
+        defaults = self.default_headers
+        # The server's own headers (date, server) are one list for every response of a
+        # second: checked when it changes, not per response.
+        if defaults is not _checked_defaults[0]:
+            _check_headers(defaults)
+            _checked_defaults[0] = defaults
+        _check_headers(headers)  # type: ignore[arg-type]
+        for raw_name, value in [*defaults, *headers]:  # type: ignore[misc]
             name = raw_name.lower()
             if name == b"content-length" and self.chunked_encoding is None:
                 self.expected_content_length = int(value.decode())

@@ -43,7 +43,7 @@ from bytespike_edge.control.routes import RouteWatcher
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request, and a frozen one costs 3x to make
 class Admission:
     hold_id: str
     metered: bool
