@@ -49,3 +49,34 @@ def test_retry_after_and_panic_mode() -> None:
     assert board.healthy_first(["a"], str) == ["a"]  # nothing available: try anyway
     clock.now += 3
     assert board.healthy_first(["a", "b"], str) == ["a", "b"]
+
+
+def test_the_window_moves_a_tenth_at_a_time() -> None:
+    """Outcomes are counted in buckets a tenth of the window wide: they leave a bucket at a
+    time, and a breaker keeps at most a window's buckets however many requests it sees."""
+    policy = BreakerPolicy(window_seconds=10, min_requests=3, failure_ratio=0.5)
+    clock = Clock()
+    inside = HealthBoard(policy, clock).breaker("d")
+    inside.record(False)
+    clock.now += 0.95  # same bucket
+    inside.record(False)
+    clock.now = 1009.99  # the first bucket is still in the window
+    inside.record(False)
+    assert inside.state == State.OPEN
+
+    clock.now = 1000.0
+    leaving = HealthBoard(policy, clock).breaker("d")
+    leaving.record(False)
+    leaving.record(False)
+    clock.now = 1010.0  # a whole window later: the first bucket leaves
+    leaving.record(False)
+    assert leaving.state == State.CLOSED and (leaving.total, leaving.failures) == (1, 1)
+
+    busy = HealthBoard(policy, clock).breaker("d")
+    for step in range(100_000):
+        clock.now = 2000 + step * 0.001
+        busy.record(step % 3 != 2)  # a third failing: under the ratio
+    assert busy.state == State.CLOSED
+    assert len(busy.buckets) <= 10
+    assert busy.total == sum(bucket[1] for bucket in busy.buckets)
+    assert busy.failures == sum(bucket[2] for bucket in busy.buckets)

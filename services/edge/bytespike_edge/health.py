@@ -1,8 +1,8 @@
 """Passive circuit breakers, one per deployment, fed by the outcome of every attempt.
 
-closed    — traffic flows; outcomes land in a sliding time window. When the window holds at
-            least `min_requests` outcomes and the failure ratio reaches `failure_ratio`, the
-            breaker opens.
+closed    — traffic flows; outcomes land in a sliding time window, counted in tenths of
+            it (`WINDOW_BUCKETS`). When the window holds at least `min_requests`
+            outcomes and the failure ratio reaches `failure_ratio`, the breaker opens.
 open      — the deployment is skipped for a cooldown that doubles each time it re-opens
             (capped), so a deployment that keeps failing is probed ever less often.
 half-open — after the cooldown one probe request at a time is let through; a success
@@ -39,13 +39,23 @@ class BreakerPolicy:
     max_cooldown: float = 300.0
 
 
+# The window is kept as this many buckets of counts, each a tenth of it wide: outcomes
+# leave it a bucket at a time (between 0.9 and 1 window after they came), and a record is
+# two additions, where keeping each outcome made a tuple per request and held a window's
+# worth of them (150,000 at 5,000 requests/s over 30 s, ~13 MB).
+WINDOW_BUCKETS = 10
+
+
 @dataclass(slots=True)
 class Breaker:
     policy: BreakerPolicy
     clock: Callable[[], float]
     state: State = State.CLOSED
-    outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
-    # Failures among `outcomes`, kept as they enter and leave: O(1) per record.
+    # [bucket number, outcomes, failures] per bucket with any, oldest first; a bucket
+    # number is the time divided by the bucket width.
+    buckets: deque[list[int]] = field(default_factory=deque)
+    # Outcomes and failures over `buckets`, kept as buckets enter and leave.
+    total: int = 0
     failures: int = 0
     cooldown: float = 0.0
     open_until: float = 0.0
@@ -79,13 +89,22 @@ class Breaker:
             else:
                 self._open(now)
             return
-        self.outcomes.append((now, ok))
-        self.failures += not ok
-        horizon = now - self.policy.window_seconds
-        while self.outcomes and self.outcomes[0][0] < horizon:
-            _, good = self.outcomes.popleft()
-            self.failures -= not good
-        failures, total = self.failures, len(self.outcomes)
+        number = int(now * WINDOW_BUCKETS // self.policy.window_seconds)
+        buckets = self.buckets
+        if not buckets or buckets[-1][0] != number:
+            # A new bucket: those a whole window older leave.
+            while buckets and buckets[0][0] <= number - WINDOW_BUCKETS:
+                _, outcomes, failures = buckets.popleft()
+                self.total -= outcomes
+                self.failures -= failures
+            buckets.append([number, 0, 0])
+        bucket = buckets[-1]
+        bucket[1] += 1
+        self.total += 1
+        if not ok:
+            bucket[2] += 1
+            self.failures += 1
+        failures, total = self.failures, self.total
         if (
             self.state == State.CLOSED
             and total >= self.policy.min_requests
@@ -100,14 +119,16 @@ class Breaker:
         )
         self.state = State.OPEN
         self.open_until = now + self.cooldown
-        self.outcomes.clear()
-        self.failures = 0
+        self._forget()
 
     def _close(self) -> None:
         self.state = State.CLOSED
         self.cooldown = 0.0
-        self.outcomes.clear()
-        self.failures = 0
+        self._forget()
+
+    def _forget(self) -> None:
+        self.buckets.clear()
+        self.total = self.failures = 0
 
 
 class HealthBoard:
