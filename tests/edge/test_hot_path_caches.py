@@ -9,6 +9,7 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
@@ -18,6 +19,8 @@ from bytespike_common.ids import new_id, request_id
 from bytespike_common.routing import RouteIndex
 from bytespike_edge.exchange import JsonAnswer
 from bytespike_edge.gateway import Gateway
+from bytespike_edge.http_io import header, header_values
+from bytespike_edge.protocols import anthropic
 from bytespike_edge.settings import Settings
 from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
 from bytespike_edge.upstream.client import Timeouts
@@ -201,3 +204,22 @@ async def test_a_json_answer_is_what_starlette_would_send(headers: dict[str, str
 
 async def _no_receive() -> Message:
     raise AssertionError("an answer reads nothing")
+
+
+def test_raw_header_lookups_answer_what_starlette_headers_would() -> None:
+    raw = [
+        (b"authorization", b"Bearer sk-byts-1"),
+        (b"anthropic-beta", b"prompt-caching-2024-07-31, made-up-beta"),
+        (b"content-length", b"12"),
+        (b"anthropic-beta", b"effort-2025-11-24"),
+        (b"x-caf\xe9", b"caf\xe9"),
+    ]
+    request = Request({"type": "http", "headers": raw})
+    for name in ("authorization", "anthropic-beta", "content-length", "x-caf\xe9", "absent"):
+        assert header(request, name.encode("latin-1")) == request.headers.get(name)
+        assert header_values(request, name.encode("latin-1")) == request.headers.getlist(name)
+    # Allow-listed betas go upstream, from every header line; unknown ones do not.
+    assert anthropic._forward_headers(request) == {
+        "anthropic-beta": "prompt-caching-2024-07-31,effort-2025-11-24"
+    }
+    assert anthropic._forward_headers(Request({"type": "http", "headers": raw[:1]})) == {}

@@ -21,6 +21,11 @@ def header(request: Request, name: bytes) -> str | None:
     return None
 
 
+def header_values(request: Request, name: bytes) -> list[str]:
+    """Every value of a request header, `name` lowercase (`request.headers.getlist`)."""
+    return [value.decode("latin-1") for key, value in request.scope["headers"] if key == name]
+
+
 async def read_json_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
     declared = header(request, b"content-length")
     if declared and declared.isdigit() and int(declared) > limit:

@@ -16,7 +16,7 @@ from bytespike_edge.counting import count_tokens
 from bytespike_edge.deps import GatewayDep, mint_request_id
 from bytespike_edge.exchange import ClientRequest, serve_generation
 from bytespike_edge.gateway import Gateway
-from bytespike_edge.http_io import anthropic_key, read_json_object
+from bytespike_edge.http_io import anthropic_key, header_values, read_json_object
 from bytespike_edge.translate.ir import WireProtocol
 
 router = APIRouter()
@@ -40,7 +40,7 @@ ALLOWED_BETAS = frozenset(
 
 
 def _forward_headers(request: Request) -> dict[str, str]:
-    requested = ",".join(request.headers.getlist("anthropic-beta"))
+    requested = ",".join(header_values(request, b"anthropic-beta"))
     betas = [b.strip() for b in requested.split(",") if b.strip() in ALLOWED_BETAS]
     return {"anthropic-beta": ",".join(betas)} if betas else {}
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from bytespike_edge.upstream.aiohttp_client import AiohttpUpstream
 from bytespike_edge.upstream.client import HttpxUpstream, Timeouts, Upstream, UpstreamResponse
@@ -26,11 +27,12 @@ class UpstreamDispatcher:
             http = Http1Upstream(max_connections)
         return cls(http)
 
-    async def send(
+    def send(
         self, url: str, headers: Mapping[str, str], body: bytes, timeouts: Timeouts
-    ) -> UpstreamResponse:
+    ) -> Coroutine[Any, Any, UpstreamResponse]:
+        # The chosen client's coroutine itself, not one more awaiting it: every request.
         target = self._mock if url.startswith("mock://") else self._http
-        return await target.send(url, headers, body, timeouts)
+        return target.send(url, headers, body, timeouts)
 
     async def aclose(self) -> None:
         await self._http.aclose()
