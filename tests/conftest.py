@@ -1,4 +1,5 @@
-"""Fixtures shared by every test layer: a real nats-server, SQLite and PostgreSQL databases."""
+"""Fixtures shared by every test layer: a real nats-server, SQLite and PostgreSQL databases,
+the edge's request metrics kept apart."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 
+from bytespike_common import telemetry
 from bytespike_common.devstack import _wait_for_port, free_port, nats_server_binary
+from bytespike_edge import observability
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,3 +82,33 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         return
     async with fresh_postgres_database() as url:
         yield url
+
+
+# The edge's request metrics by the name `bytespike_edge.observability` keeps them under.
+_EDGE_METRICS = {
+    "_requests": telemetry.REQUESTS,
+    "_duration": telemetry.REQUEST_DURATION,
+    "_overhead": telemetry.GATEWAY_OVERHEAD,
+    "_upstream": telemetry.UPSTREAM_DURATION,
+    "_ttft": telemetry.TIME_TO_FIRST_TOKEN,
+    "_tokens": telemetry.TOKENS,
+    "_upstream_errors": telemetry.UPSTREAM_ERRORS,
+}
+
+
+@pytest.fixture
+def edge_metrics(monkeypatch: pytest.MonkeyPatch) -> CollectorRegistry:
+    """The edge's request metrics in a registry of their own, for a test serving requests
+    in-process: the process-wide registry is what tests/observability scrape, and they
+    expect only their own suite's model there."""
+    registry = CollectorRegistry()
+    for name, metric in _EDGE_METRICS.items():
+        kwargs: dict[str, Any] = {"registry": registry}
+        if isinstance(metric, Histogram):
+            kwargs["buckets"] = metric._upper_bounds
+        own = type(metric)(metric._name, metric._documentation, metric._labelnames, **kwargs)
+        monkeypatch.setattr(observability, name, telemetry.Children(own))
+    # Series found per request shape are cached: made again, from the metrics above.
+    monkeypatch.setattr(observability, "_request_series", {})
+    monkeypatch.setattr(observability, "_token_series", {})
+    return registry

@@ -17,13 +17,11 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
 from bytespike.auth.v1 import auth_pb2
-from bytespike_common import telemetry
 from bytespike_common.errors import AuthenticationFailed
-from bytespike_edge import observability
 from bytespike_edge.app import create_app
 from bytespike_edge.control.auth import client_address
 from bytespike_edge.fastlane import EdgeApp, match
@@ -52,24 +50,9 @@ class FakeAuthenticator:
 
 
 @pytest.fixture(autouse=True)
-def registry(monkeypatch: pytest.MonkeyPatch) -> CollectorRegistry:
-    """The request metrics in a registry of their own: the process-wide one is scraped by
-    tests/observability, whose suite serves only OpenAI routes."""
-    registry = CollectorRegistry()
-    requests = Counter(
-        "bytespike_requests", "", ["protocol", "route", "model", "status"], registry=registry
-    )
-    duration = Histogram(
-        "bytespike_request_duration_seconds",
-        "",
-        ["protocol", "model", "stream"],
-        registry=registry,
-    )
-    monkeypatch.setattr(observability, "_requests", telemetry.Children(requests))
-    monkeypatch.setattr(observability, "_duration", telemetry.Children(duration))
-    # Series found per request shape are cached; these must be made from the above.
-    monkeypatch.setattr(observability, "_request_series", {})
-    return registry
+def registry(edge_metrics: CollectorRegistry) -> CollectorRegistry:
+    """Every test here counts its requests in a registry of its own (tests/conftest.py)."""
+    return edge_metrics
 
 
 @pytest.fixture
