@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from bytespike_edge.health import BreakerPolicy, HealthBoard, State
+from bytespike_edge.settings import Settings
 
 
 class Clock:
@@ -80,3 +84,10 @@ def test_the_window_moves_a_tenth_at_a_time() -> None:
     assert len(busy.buckets) <= 10
     assert busy.total == sum(bucket[1] for bucket in busy.buckets)
     assert busy.failures == sum(bucket[2] for bucket in busy.buckets)
+
+
+def test_a_window_of_no_length_is_refused_at_start_up() -> None:
+    # The window is divided into buckets: a zero or negative one cannot be.
+    for window in (0, -1):
+        with pytest.raises(ValidationError, match="breaker_window"):
+            Settings(key_hash_secret="test-secret-0123456789", breaker_window=window)

@@ -139,7 +139,8 @@ class LoopHistogram(Histogram):
             le = floatToGoString(bound)  # type: ignore[no-untyped-call]
             samples.append(Sample("_bucket", {"le": le}, cumulative, None, None))
         samples.append(Sample("_count", {}, cumulative, None, None))
-        samples.append(Sample("_sum", {}, self._total, None, None))
+        if self._upper_bounds[0] >= 0:  # as prometheus_client: no sum with negative buckets
+            samples.append(Sample("_sum", {}, self._total, None, None))
         if prometheus_metrics._use_created:
             samples.append(Sample("_created", {}, self._created, None, None))
         return tuple(samples)

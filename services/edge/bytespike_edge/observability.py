@@ -91,6 +91,7 @@ class _RequestSeries:
 
 
 _request_series: dict[_RequestShape, _RequestSeries] = {}
+# The usage fields in `telemetry.TOKEN_TYPES` order, and the places of the two always set.
 _TOKEN_FIELDS = (
     "input_tokens",
     "cache_read_tokens",
@@ -98,6 +99,8 @@ _TOKEN_FIELDS = (
     "output_tokens",
     "reasoning_tokens",
 )
+_INPUT, _OUTPUT = _TOKEN_FIELDS.index("input_tokens"), _TOKEN_FIELDS.index("output_tokens")
+_MOSTLY_ZERO = tuple(i for i in range(len(_TOKEN_FIELDS)) if i not in (_INPUT, _OUTPUT))
 
 
 class _TokenCounters:
@@ -181,12 +184,12 @@ def _record_call(call: CallContext, usage: usage_pb2.Usage) -> None:
     if counters is None:
         counters = _token_series[model, provider] = _TokenCounters(model, provider)
     if usage.input_tokens > 0:
-        counters.add(0, usage.input_tokens)
+        counters.add(_INPUT, usage.input_tokens)
     if usage.output_tokens > 0:
-        counters.add(3, usage.output_tokens)
+        counters.add(_OUTPUT, usage.output_tokens)
     # Mostly zero: looked at only when the usage has any of them.
     if usage.cache_read_tokens or usage.cache_write_tokens or usage.reasoning_tokens:
-        for index in (1, 2, 4):
+        for index in _MOSTLY_ZERO:
             if (count := getattr(usage, _TOKEN_FIELDS[index])) > 0:
                 counters.add(index, count)
     if call.stream and call.first_byte_at is not None:

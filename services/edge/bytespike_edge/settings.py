@@ -56,7 +56,7 @@ class Settings(SecretSettingsMixin, ServiceSettings):
     max_attempts: int = 3
     failover_budget: float = 60.0
     # Passive circuit breaker per deployment (see health.py).
-    breaker_window: float = 30.0
+    breaker_window: float = Field(30.0, gt=0)  # seconds; counted in tenths (health.py)
     breaker_min_requests: int = 5
     breaker_failure_ratio: float = 0.5
     breaker_cooldown: float = 5.0
