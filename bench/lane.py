@@ -9,7 +9,7 @@ usage event, metrics and the answer. Prints the CPU per request of the fastest a
 median of `--repeats` runs of `--requests` each; `--profile N` then prints cProfile's
 top N functions by own time.
 
-On 2026-12-07 this read 54.2 µs a request at c73ea70 and 41.4 after the fifth session's
+On 2026-12-07 this read 54.2 µs a request at c73ea70 and 41.4 to 42.3 after the fifth session's
 changes, and the side-by-side runs of the real edge (`bench.ab`) moved about as much:
 a change found here is worth measuring there.
 """

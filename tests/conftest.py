@@ -110,5 +110,4 @@ def edge_metrics(monkeypatch: pytest.MonkeyPatch) -> CollectorRegistry:
         monkeypatch.setattr(observability, name, telemetry.Children(own))
     # Series found per request shape are cached: made again, from the metrics above.
     monkeypatch.setattr(observability, "_request_series", {})
-    monkeypatch.setattr(observability, "_token_series", {})
     return registry

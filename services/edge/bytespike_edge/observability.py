@@ -91,36 +91,6 @@ class _RequestSeries:
 
 
 _request_series: dict[_RequestShape, _RequestSeries] = {}
-# The usage fields in `telemetry.TOKEN_TYPES` order, and the places of the two always set.
-_TOKEN_FIELDS = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
-_INPUT, _OUTPUT = _TOKEN_FIELDS.index("input_tokens"), _TOKEN_FIELDS.index("output_tokens")
-_MOSTLY_ZERO = tuple(i for i in range(len(_TOKEN_FIELDS)) if i not in (_INPUT, _OUTPUT))
-
-
-class _TokenCounters:
-    """A model's token counters by type (`telemetry.TOKEN_TYPES` order), made on first use."""
-
-    __slots__ = ("_children", "_model", "_provider")
-
-    def __init__(self, model: str, provider: str) -> None:
-        self._model, self._provider = model, provider
-        self._children: list[Any] = [None] * len(telemetry.TOKEN_TYPES)
-
-    def add(self, index: int, count: int) -> None:
-        child = self._children[index]
-        if child is None:
-            kind = telemetry.TOKEN_TYPES[index]
-            child = self._children[index] = _tokens(self._model, self._provider, kind)
-        child.inc(count)
-
-
-_token_series: dict[tuple[str, str], _TokenCounters] = {}
 
 
 @dataclass(slots=True)
@@ -180,18 +150,16 @@ def _record_call(call: CallContext, usage: usage_pb2.Usage) -> None:
         record.model, record.provider = model, provider
         record.stream = "true" if call.stream else "false"
         started = record.started
-    counters = _token_series.get((model, provider))
-    if counters is None:
-        counters = _token_series[model, provider] = _TokenCounters(model, provider)
-    if usage.input_tokens > 0:
-        counters.add(_INPUT, usage.input_tokens)
-    if usage.output_tokens > 0:
-        counters.add(_OUTPUT, usage.output_tokens)
-    # Mostly zero: looked at only when the usage has any of them.
-    if usage.cache_read_tokens or usage.cache_write_tokens or usage.reasoning_tokens:
-        for index in _MOSTLY_ZERO:
-            if (count := getattr(usage, _TOKEN_FIELDS[index])) > 0:
-                counters.add(index, count)
+    counts = (
+        usage.input_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+    )
+    for kind, count in zip(telemetry.TOKEN_TYPES, counts, strict=True):
+        if count > 0:
+            _tokens(model, provider, kind).inc(count)
     if call.stream and call.first_byte_at is not None:
         _ttft(call.client_protocol, model).observe(max(0.0, call.first_byte_at - started))
     for attempt in call.attempts:

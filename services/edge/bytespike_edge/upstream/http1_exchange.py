@@ -1,7 +1,7 @@
 """One HTTP/1.1 exchange on one keep-alive connection: the protocol, the parser, the answer.
 
-`Connection` is the `asyncio.Protocol`: it writes a request with one `transport.write`
-(sent at the end of the loop's turn with the turn's other writes:
+`Connection` is the `asyncio.Protocol`: it writes a request's head and body with one
+`transport.writelines` (sent at the end of the loop's turn with the turn's other writes:
 `bytespike_edge.deferred_writes`) and feeds what comes back to httptools (llhttp, the
 parser uvicorn uses), whose callbacks fill the `Http1Response` the caller reads from: no
 task, no stream object, one `TimerHandle` per wait. The pool that owns connections is
